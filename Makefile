@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tstcnn demo
+	$(BIN)/tstcnn models
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -44,6 +44,45 @@ def command(add: CommandAdder) -> CommandAdder:
     return add
 
 
+@command
+def _models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the model family with the paper's Table I parameter counts",
+        description="Print the paper's Table I (parameters without fully connected layers) next to ours, with "
+                    "and without the FC layers, for the given input size, and the registered variants.")
+    parser.add_argument("--input-size", type=_parse_size, default=(100, 120, 120), metavar="TxHxW",
+                        help="clip size that fixes the FC widths (default: 100x120x120, the paper's)")
+    parser.add_argument("--num-classes", type=int, default=21, help="output classes (default: 21)")
+    parser.set_defaults(func=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from tstcnn.models import PAPER_TABLE_I, build_model, count_parameters, list_models
+
+    if len(args.input_size) != 3:
+        raise UsageError(f"--input-size needs three values TxHxW, got {'x'.join(map(str, args.input_size))}")
+    rows = []
+    for (modality, attention), paper in PAPER_TABLE_I.items():
+        with torch.device("meta"):
+            model = build_model(modality, "attention" if attention else "none", num_classes=args.num_classes,
+                                input_size=args.input_size)
+        rows.append((modality, "3 attention" if attention else "none", f"{paper:,}", model))
+    for stream in ("rgb", "flow"):
+        with torch.device("meta"):
+            model = build_model(f"i3d-{stream}", num_classes=args.num_classes, input_size=args.input_size)
+        rows.append((f"i3d-{stream}", "inception", "", model))
+    size = "x".join(map(str, args.input_size))
+    print(f"Parameters at input {size}, {args.num_classes} classes (paper Table I excludes FC and bilinear layers)")
+    print(f"{'model':<10}{'blocks':<12}{'paper':>12}{'ours':>12}{'ours with FC':>16}")
+    for name, blocks, paper, model in rows:
+        print(f"{name:<10}{blocks:<12}{paper:>12}{count_parameters(model):>12,}"
+              f"{count_parameters(model, exclude_fc=False):>16,}")
+    print("\nRegistered variants: " + ", ".join(list_models()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tstcnn",
@@ -68,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. `| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"tstcnn {args.command}: interrupted", file=sys.stderr)
         return 130

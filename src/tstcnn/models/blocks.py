@@ -1,0 +1,158 @@
+"""Reusable 3D layers of the TSTCNN (Martin et al., ICPR 2020, section III).
+
+* :class:`ConvStage3d` — ``Conv3d(3×3×3) → ReLU → MaxPool3d(2)``, one stage of a branch.
+* :class:`ResidualBlock3d` — the pre-activation bottleneck of eq. 7, N channels in and out.
+* :class:`AttentionBlock3d` — the 3D attention block of eqs. 1–6: a trunk of residual blocks
+  modulated by a soft mask computed at three coarser resolutions.
+
+All tensors are ``(N, C, T, H, W)``. The builders that assemble these into models are in
+:mod:`tstcnn.models.tstcnn`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ConvStage3d", "ResidualBlock3d", "AttentionBlock3d", "create_block"]
+
+LayerFactory = Callable[..., nn.Module]
+
+BLOCK_KINDS = ("none", "residual", "attention")
+
+
+class ConvStage3d(nn.Module):
+    """One branch stage: ``Conv3d(in → out, 3×3×3, padding 1, bias) → ReLU → MaxPool3d(2)``.
+
+    Halves T, H and W (floor). Built by :func:`tstcnn.models.tstcnn.create_branch`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, act_layer: LayerFactory | None = None) -> None:
+        super().__init__()
+        act_layer = act_layer or partial(nn.ReLU, inplace=True)
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
+        self.act = act_layer()
+        self.pool = nn.MaxPool3d(kernel_size=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.act(self.conv(x)))
+
+
+class ResidualBlock3d(nn.Module):
+    """Pre-activation bottleneck residual block (eq. 7), without projection shortcut::
+
+        x ─┬─ BN → ReLU → Conv1³(C→C/4) → BN → ReLU → Conv3³(C/4→C/4) → BN → ReLU → Conv1³(C/4→C) ─┬─ + → out
+           └──────────────────────────────────────── identity ────────────────────────────────────┘
+
+    ``C/4`` rounds up; convolutions have no bias (each is followed by batch norm in the next unit).
+    """
+
+    def __init__(self, channels: int, norm_layer: LayerFactory | None = None,
+                 act_layer: LayerFactory | None = None) -> None:
+        super().__init__()
+        norm_layer = norm_layer or nn.BatchNorm3d
+        act_layer = act_layer or partial(nn.ReLU, inplace=True)
+        width = math.ceil(channels / 4)
+        self.bn1 = norm_layer(channels)
+        self.act1 = act_layer()
+        self.conv1 = nn.Conv3d(channels, width, kernel_size=1, bias=False)
+        self.bn2 = norm_layer(width)
+        self.act2 = act_layer()
+        self.conv2 = nn.Conv3d(width, width, kernel_size=3, padding=1, bias=False)
+        self.bn3 = norm_layer(width)
+        self.act3 = act_layer()
+        self.conv3 = nn.Conv3d(width, channels, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(self.act1(self.bn1(x)))
+        out = self.conv2(self.act2(self.bn2(out)))
+        out = self.conv3(self.act3(self.bn3(out)))
+        return out + x
+
+
+def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Trilinear interpolation of ``x`` to the T, H, W of ``like`` (align_corners=True, as the authors' code)."""
+    return F.interpolate(x, size=like.shape[-3:], mode="trilinear", align_corners=True)
+
+
+class AttentionBlock3d(nn.Module):
+    """3D attention block (eqs. 1–6): 12 residual blocks of N channels and a soft mask in (0, 1).
+
+    ::
+
+        x = pre(input)
+        trunk:  trunk(x) = res(res(x))
+        mask:   b1 = down1(P(x))   s1 = skip1(b1)
+                b2 = down2(P(b1))  s2 = skip2(b2)
+                b3 = bottom(P(b2))                       (two residual blocks)
+                b4 = up2(U(b3 → b2) + s2)
+                b5 = up1(U(b4 → b1) + s1)
+                mask = σ(Conv1³(ReLU(BN(Conv1³(ReLU(BN(U(b5 → x))))))))
+        output = post(trunk(x) · (1 + mask))
+
+    ``P`` is ``MaxPool3d(3, stride 2, padding 1)``, ``U`` trilinear interpolation. The mask of the
+    last forward pass is kept (detached) in :attr:`mask` for visualisation (paper Fig. 5).
+    """
+
+    def __init__(self, channels: int, norm_layer: LayerFactory | None = None,
+                 act_layer: LayerFactory | None = None) -> None:
+        super().__init__()
+        norm_layer = norm_layer or nn.BatchNorm3d
+        act_layer = act_layer or partial(nn.ReLU, inplace=True)
+        res = partial(ResidualBlock3d, channels, norm_layer=norm_layer, act_layer=act_layer)
+        self.pre = res()
+        self.trunk = nn.Sequential(res(), res())
+        self.pool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        self.down1 = res()
+        self.skip1 = res()
+        self.down2 = res()
+        self.skip2 = res()
+        self.bottom = nn.Sequential(res(), res())
+        self.up2 = res()
+        self.up1 = res()
+        self.mask_head = nn.Sequential(
+            norm_layer(channels),
+            act_layer(),
+            nn.Conv3d(channels, channels, kernel_size=1, bias=False),
+            norm_layer(channels),
+            act_layer(),
+            nn.Conv3d(channels, channels, kernel_size=1, bias=False),
+            nn.Sigmoid(),
+        )
+        self.post = res()
+        self.mask: torch.Tensor | None = None
+
+    def soft_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask branch (eqs. 2–5) on the output of :attr:`pre`; values in (0, 1), same shape as ``x``."""
+        b1 = self.down1(self.pool(x))
+        s1 = self.skip1(b1)
+        b2 = self.down2(self.pool(b1))
+        s2 = self.skip2(b2)
+        b3 = self.bottom(self.pool(b2))
+        b4 = self.up2(_upsample(b3, b2) + s2)
+        b5 = self.up1(_upsample(b4, b1) + s1)
+        return self.mask_head(_upsample(b5, x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        mask = self.soft_mask(x)
+        if not torch.compiler.is_compiling():
+            self.mask = mask.detach()
+        return self.post(self.trunk(x) * (1 + mask))
+
+
+def create_block(kind: str, channels: int, norm_layer: LayerFactory | None = None,
+                 act_layer: LayerFactory | None = None) -> nn.Module:
+    """The block placed after a stage's pooling: ``attention``, ``residual`` or ``none`` (identity)."""
+    if kind == "attention":
+        return AttentionBlock3d(channels, norm_layer=norm_layer, act_layer=act_layer)
+    if kind == "residual":
+        return ResidualBlock3d(channels, norm_layer=norm_layer, act_layer=act_layer)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown block {kind!r}; allowed: {', '.join(BLOCK_KINDS)}")

@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+from tstcnn.cli import main
+
+
+def test_models_prints_table_one_next_to_ours(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for count in ("180,800", "498,420", "179,990", "497,610", "360,790", "996,030"):
+        assert out.count(count) == 2, f"{count} should appear as paper and ours"
+    assert "222,247,051" in out
+
+
+def test_models_bad_input_size_is_one_line_error(capsys):
+    assert main(["models", "--input-size", "4x8x8"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("tstcnn models: error:") and captured.err.count("\n") == 1
+
+
+def test_console_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "tstcnn.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "models" in result.stdout and "usage: tstcnn" in result.stdout
