@@ -1,0 +1,1 @@
+"""Figures a person opens: training curves, confusion matrices, attention maps, detection timelines, reports."""
