@@ -22,3 +22,14 @@ def test_models_bad_input_size_is_one_line_error(capsys):
 def test_console_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "tstcnn.cli", "--help"], capture_output=True, text=True, check=True)
     assert "models" in result.stdout and "usage: tstcnn" in result.stdout
+
+
+def test_report_command_writes_page_or_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {}\n")
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").is_file() and "report.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tstcnn report: error:") and err.count("\n") == 1

@@ -83,6 +83,24 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def _report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write one self-contained HTML page for a run",
+        description="Gather a run folder's results, curves, confusion matrices, attention maps and detection "
+                    "timelines into RUN_DIR/report.html (images embedded; opens without a network).")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run's folder, or the folder the demo wrote")
+    parser.add_argument("--out", default=None, help="output HTML file (default: RUN_DIR/report.html)")
+    parser.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from tstcnn.viz.report import build_report
+
+    print(f"wrote {build_report(args.run_dir, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tstcnn",
