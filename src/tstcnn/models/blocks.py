@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvStage3d", "ResidualBlock3d", "AttentionBlock3d", "create_block"]
+__all__ = ["ConvStage3d", "ResidualBlock3d", "AttentionBlock3d", "create_block", "init_conv_weights"]
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -156,3 +156,15 @@ def create_block(kind: str, channels: int, norm_layer: LayerFactory | None = Non
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown block {kind!r}; allowed: {', '.join(BLOCK_KINDS)}")
+
+
+def init_conv_weights(model: nn.Module) -> None:
+    """Kaiming-normal convolutions (ReLU gain, fan-out) with zero biases, unit batch norms with zero shift."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv3d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm3d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tstcnn.models.blocks import init_conv_weights
+
 __all__ = ["Unit3d", "MaxPool3dSame", "InceptionModule3d", "I3D", "LateFusion", "load_i3d_checkpoint"]
 
 Triple = tuple[int, int, int]
@@ -151,11 +153,7 @@ class I3D(nn.Module):
         return Unit3d(self.num_features, num_classes, use_batch_norm=False, activation=False, use_bias=True)
 
     def init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_conv_weights(self)
 
     def get_classifier(self) -> nn.Module:
         return self.logits

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tstcnn.models.blocks import AttentionBlock3d, ConvStage3d, LayerFactory, create_block
+from tstcnn.models.blocks import AttentionBlock3d, ConvStage3d, LayerFactory, create_block, init_conv_weights
 
 __all__ = ["MODALITY_CHANNELS", "Branch3d", "TwinFusion", "TSTCNN", "create_branch", "branch_output_size"]
 
@@ -118,15 +118,8 @@ class TSTCNN(nn.Module):
         return nn.Linear(self.num_features, num_classes)
 
     def init_weights(self) -> None:
-        """Kaiming-normal convolutions (ReLU gain), unit batch norms; linear layers keep PyTorch's default."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        """Kaiming-normal convolutions, unit batch norms; linear and bilinear layers keep PyTorch's default."""
+        init_conv_weights(self)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
