@@ -84,7 +84,10 @@ class TrainConfig:
     lr_min: float = 1e-5  # below this the learning rate goes back to `lr`
     accuracy_drop: float = 0.7  # a validation accuracy below this × best triggers a change at once
     step_size: int = 100  # for scheduler=step
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp32 eager is the reference path)
+    channels_last: bool = False  # channels-last 3D memory format for activations
+    compile: bool = False  # torch.compile the model
+    checkpoint_attention: bool = False  # recompute attention blocks in the backward pass to save memory
     seed: int = 0
 
 
