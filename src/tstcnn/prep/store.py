@@ -1,0 +1,436 @@
+"""The prepared store: decoded frames, optical flow and ROI centres laid out for random clip access.
+
+Layout of ``STORE/``::
+
+    manifest.json            format "tstcnn-store" v1: prep config, library versions, layout, classes,
+                             flow_scale, and one record per video (split, label, actions, frames, fps, size,
+                             source path, sha256, ...)
+    videos/<id>/rgb.npy      (N, H*3//2, W) uint8, YUV 4:2:0 (I420) frames at the prep width
+    videos/<id>/flow.npy     (N, H//2, W//2, 2) int8, flow t→t+1 in pixels of the resized frame, at half
+                             resolution, times ``flow_step`` from meta.json; the last frame repeats
+    videos/<id>/roi.npy      (N, 2) float32 smoothed ROI centres (x, y)
+    videos/<id>/flow_max.npy (N,) float32 per-frame maximum flow norm (normalisation statistics)
+    videos/<id>/meta.json    written last: a video folder is complete iff it holds meta.json
+
+Every array is a plain ``.npy`` opened as a memory map, so a clip read touches only the rows of its crop
+(no decompression, nothing else of the video). A video folder is built under a temporary name and renamed
+when complete, so a killed ``prepare`` leaves at most temporary folders, which are removed on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from tstcnn.config import PrepConfig
+from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.mediaeval import Action
+
+__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoEntryWriter", "write_video_entry", "finalize_store",
+           "complete_video_ids", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
+
+FORMAT = "tstcnn-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+META = "meta.json"
+VIDEOS = "videos"
+_HEADER_BYTES = 128  # .npy header reserved up front, filled in once the frame count is known
+_FLOW_HEADROOM = 3.0  # quantisation range = headroom × the largest per-frame 99.5th percentile of |flow|
+_FLOW_PERCENTILE = 99.5
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One prepared video. ``actions`` are strokes of annotated long videos; ``label`` the class of a trimmed clip."""
+
+    id: str
+    split: str
+    label: str | None
+    actions: tuple[Action, ...]
+    frames: int
+    fps: float
+    width: int
+    height: int
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose output is stored (decoder, flow, arrays)."""
+    import av
+
+    from tstcnn import __version__
+
+    return {"tstcnn": __version__, "numpy": np.__version__, "opencv": cv2.__version__, "av": av.__version__,
+            "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ())))}
+
+
+# --- YUV 4:2:0 --------------------------------------------------------------------------------------------------
+
+def rgb_to_yuv420(rgb: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 → I420 ``(H*3//2, W)`` uint8 (OpenCV's BT.601 conversion); H and W even."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+
+
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Planes ``y (T, h, w)``, ``u, v (T, h/2, w/2)`` → RGB ``(T, h, w, 3)`` uint8 in one OpenCV call.
+
+    Stacking T frames' planes makes one tall I420 image whose chroma rows still pair with their luma rows,
+    because h is even.
+    """
+    t, h, w = y.shape
+    buffer = np.empty(t * h * w * 3 // 2, np.uint8)
+    luma, chroma = t * h * w, t * h * w // 4
+    buffer[:luma] = y.reshape(-1)
+    buffer[luma:luma + chroma] = u.reshape(-1)
+    buffer[luma + chroma:] = v.reshape(-1)
+    rgb = cv2.cvtColor(buffer.reshape(t * h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420)
+    return rgb.reshape(t, h, w, 3)
+
+
+# --- writing ----------------------------------------------------------------------------------------------------
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """A version 1.0 ``.npy`` header padded to exactly ``_HEADER_BYTES`` (so it can be written after the data)."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    body_len = _HEADER_BYTES - 10
+    if len(text) + 1 > body_len:
+        raise ValueError(f"array shape {shape} too large for the store's .npy header")
+    body = text.ljust(body_len - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + body.encode("latin1")
+
+
+class _StreamedArray:
+    """A ``.npy`` file written one frame at a time; the header is filled in at ``close``."""
+
+    def __init__(self, path: Path, frame_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.frame_shape, self.dtype, self.count = path, frame_shape, np.dtype(dtype), 0
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file.write(b"\0" * _HEADER_BYTES)
+
+    def append(self, frame: np.ndarray) -> None:
+        if frame.shape != self.frame_shape:
+            raise ValueError(f"{self.path.name}: frame of shape {frame.shape}, expected {self.frame_shape}")
+        self._file.write(np.ascontiguousarray(frame, self.dtype).tobytes())
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.seek(0)
+        self._file.write(_npy_header((self.count, *self.frame_shape), self.dtype))
+        self._file.close()
+
+
+class VideoEntryWriter:
+    """Write one video's folder frame by frame, in bounded memory, atomically.
+
+    ``add(yuv, flow_half)`` takes an I420 frame ``(H*3//2, W)`` and the flow towards the next frame at half
+    resolution ``(H//2, W//2, 2)`` float32 in pixels of the resized frame. ``finish(roi, meta)`` quantises the
+    flow with a per-video step, writes the small arrays and ``meta.json`` last, then renames the folder into
+    place. Used as a context manager, an exception removes the temporary folder.
+    """
+
+    def __init__(self, store_root: str | Path, video_id: str, width: int, height: int) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"video {video_id!r}: frame size {width}x{height} must be even")
+        self.video_id, self.width, self.height = video_id, width, height
+        videos = Path(store_root) / VIDEOS
+        videos.mkdir(parents=True, exist_ok=True)
+        self.final_dir = videos / video_id
+        self.tmp_dir = videos / f".{video_id}.{uuid.uuid4().hex[:8]}.tmp"
+        self.tmp_dir.mkdir()
+        self._rgb = _StreamedArray(self.tmp_dir / "rgb.npy", (height * 3 // 2, width), np.uint8)
+        self._flow = _StreamedArray(self.tmp_dir / "flow.f32.npy", (height // 2, width // 2, 2), np.float32)
+        self._flow_max: list[float] = []
+        self._flow_absmax: list[float] = []
+        self._flow_typical: list[float] = []
+
+    @property
+    def frames(self) -> int:
+        return self._rgb.count
+
+    def add(self, yuv: np.ndarray, flow_half: np.ndarray) -> None:
+        self._rgb.append(yuv)
+        self._flow.append(flow_half)
+        norm = np.sqrt(flow_half[..., 0] ** 2 + flow_half[..., 1] ** 2)
+        self._flow_max.append(float(norm.max()))
+        magnitude = np.abs(flow_half)
+        self._flow_absmax.append(float(magnitude.max()))
+        self._flow_typical.append(float(np.percentile(magnitude, _FLOW_PERCENTILE)))
+
+    def flow_maxima(self) -> np.ndarray:
+        return np.asarray(self._flow_max, np.float32)
+
+    def _quantise_flow(self) -> tuple[float, float]:
+        """flow.f32.npy → flow.npy int8; returns (step, fraction of values clipped).
+
+        The range is set by the bulk of the motion, not by the largest vector, so that a few spurious vectors
+        (frequent in fast flow methods) do not make the step coarse for the whole video; they are clipped.
+        """
+        absmax = np.asarray(self._flow_absmax, np.float64)
+        robust = _FLOW_HEADROOM * max(self._flow_typical, default=0.0)
+        limit = min(float(absmax.max(initial=0.0)), robust)
+        step = limit / 127 if limit > 0 else 1.0 / 127
+        source = np.load(self._flow.path, mmap_mode="r")
+        target = _StreamedArray(self.tmp_dir / "flow.npy", self._flow.frame_shape, np.int8)
+        clipped = 0
+        for start in range(0, len(source), 256):
+            q = np.rint(np.asarray(source[start:start + 256]) / step)
+            clipped += int(np.count_nonzero(np.abs(q) > 127))
+            for frame in np.clip(q, -127, 127).astype(np.int8):
+                target.append(frame)
+        target.close()
+        del source
+        self._flow.path.unlink()
+        return step, clipped / max(1, absmax.size * int(np.prod(self._flow.frame_shape)))
+
+    def finish(self, roi: np.ndarray, meta: dict[str, Any]) -> Path:
+        """Complete the folder (``meta`` gets the frame count, size and flow step) and move it into place."""
+        n = self.frames
+        if n == 0:
+            raise ValueError(f"video {self.video_id!r}: no frames to store")
+        roi = np.asarray(roi, np.float32)
+        if roi.shape != (n, 2):
+            raise ValueError(f"video {self.video_id!r}: roi of shape {roi.shape}, expected ({n}, 2)")
+        self._rgb.close()
+        self._flow.close()
+        step, clipped = self._quantise_flow()
+        np.save(self.tmp_dir / "roi.npy", roi)
+        np.save(self.tmp_dir / "flow_max.npy", self.flow_maxima())
+        meta = {**meta, "id": self.video_id, "frames": n, "width": self.width, "height": self.height,
+                "flow_step": step, "flow_clipped_fraction": clipped}
+        (self.tmp_dir / META).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+        if self.final_dir.exists():  # an incomplete or stale entry
+            shutil.rmtree(self.final_dir)
+        os.replace(self.tmp_dir, self.final_dir)
+        return self.final_dir
+
+    def abort(self) -> None:
+        for array in (self._rgb, self._flow):
+            if not array._file.closed:
+                array._file.close()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def __enter__(self) -> VideoEntryWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None or self.tmp_dir.exists():
+            self.abort()
+
+
+def downsample_flow(flow: np.ndarray) -> np.ndarray:
+    """Full-resolution flow ``(H, W, 2)`` → half resolution by 2×2 averaging (values stay in full-res pixels)."""
+    h, w = flow.shape[:2]
+    return cv2.resize(np.ascontiguousarray(flow, np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
+def write_video_entry(store_root: str | Path, video_id: str, rgb: np.ndarray, flow: np.ndarray, roi: np.ndarray,
+                      meta: dict[str, Any]) -> Path:
+    """Store one video from in-memory arrays: ``rgb`` uint8 ``(N, H, W, 3)``, ``flow`` float32 ``(N, H, W, 2)``
+    (full resolution, pixels), ``roi`` ``(N, 2)``. ``meta`` holds at least split, label, actions, fps."""
+    rgb, flow = np.asarray(rgb), np.asarray(flow, np.float32)
+    if rgb.ndim != 4 or rgb.shape[-1] != 3 or flow.shape != (*rgb.shape[:3], 2):
+        raise ValueError(f"video {video_id!r}: rgb {rgb.shape} and flow {flow.shape} must be (N,H,W,3) and (N,H,W,2)")
+    n, height, width = rgb.shape[:3]
+    with VideoEntryWriter(store_root, video_id, width, height) as writer:
+        for t in range(n):
+            writer.add(rgb_to_yuv420(rgb[t]), downsample_flow(flow[t]))
+        return writer.finish(roi, meta)
+
+
+def complete_video_ids(store_root: str | Path) -> list[str]:
+    """Ids of the complete video folders (those holding meta.json), sorted."""
+    videos = Path(store_root) / VIDEOS
+    if not videos.is_dir():
+        return []
+    return sorted(p.name for p in videos.iterdir() if not p.name.startswith(".") and (p / META).is_file())
+
+
+def remove_incomplete(store_root: str | Path) -> list[str]:
+    """Delete temporary and incomplete video folders left by an interrupted run; returns their names."""
+    videos = Path(store_root) / VIDEOS
+    removed = []
+    if videos.is_dir():
+        for path in sorted(videos.iterdir()):
+            if path.is_dir() and (path.name.startswith(".") or not (path / META).is_file()):
+                shutil.rmtree(path)
+                removed.append(path.name)
+    return removed
+
+
+def flow_scale_from_maxima(maxima: Sequence[np.ndarray], sigmas: float) -> float:
+    """Normalisation scale: mean + ``sigmas``·std of the per-frame maximum flow norms."""
+    values = np.concatenate([np.asarray(m, np.float64).ravel() for m in maxima]) if maxima else np.zeros(0)
+    if values.size == 0:
+        return 1.0
+    scale = float(values.mean() + sigmas * values.std())
+    return scale if scale > 0 else 1.0
+
+
+def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[str], *, layout: str = "arrays",
+                   source: str | None = None, videos: Sequence[str] | None = None) -> Path:
+    """Write ``manifest.json`` for the complete video folders (or the given ids) and return its path.
+
+    ``flow_scale`` comes from the train split's per-frame flow maxima (all videos when there is no train split).
+    """
+    root = Path(store_root)
+    ids = list(videos) if videos is not None else complete_video_ids(root)
+    records: dict[str, dict[str, Any]] = {}
+    for video_id in ids:
+        meta_path = root / VIDEOS / video_id / META
+        if not meta_path.is_file():
+            raise ValueError(f"{root}: video {video_id!r} is not complete (no {META})")
+        records[video_id] = json.loads(meta_path.read_text(encoding="utf-8"))
+    train = [v for v, r in records.items() if r.get("split") == "train"]
+    scale_ids = train or list(records)
+    maxima = [np.load(root / VIDEOS / v / "flow_max.npy") for v in scale_ids]
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "prep": {k: getattr(prep, k) for k in prep.__dataclass_fields__},
+        "libraries": library_versions(), "layout": layout, "source": source,
+        "classes": list(classes),
+        "flow_scale": flow_scale_from_maxima(maxima, prep.flow_scale_sigmas),
+        "flow_scale_from": "train" if train else "all",
+        "videos": records,
+    }
+    path = root / MANIFEST
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+def _window_starts(centres: np.ndarray, size: int, limit: int) -> np.ndarray:
+    """Even start offsets of windows of ``size`` centred on ``centres`` and kept inside ``[0, limit)``."""
+    starts = np.floor(np.asarray(centres, np.float64) - size / 2).astype(np.int64)
+    starts = np.clip(starts, 0, limit - size)
+    return starts - starts % 2
+
+
+class _VideoArrays:
+    """The memory maps of one video (opened lazily, once per process)."""
+
+    def __init__(self, folder: Path, height: int, width: int) -> None:
+        raw = np.load(folder / "rgb.npy", mmap_mode="r")
+        n = raw.shape[0]
+        self.y = raw[:, :height, :]
+        # U then V follow Y in each frame, each a contiguous (H/2, W/2) plane: a strided view, never a copy
+        chroma = np.lib.stride_tricks.as_strided(
+            raw[:, height:, :], shape=(n, 2, height // 2, width // 2),
+            strides=(raw.strides[0], height * width // 4, width // 2, 1), writeable=False)
+        self.u, self.v = chroma[:, 0], chroma[:, 1]
+        self.flow = np.load(folder / "flow.npy", mmap_mode="r")
+        self.roi = np.load(folder / "roi.npy")
+
+
+class Store:
+    """A prepared store opened for reading. See the module docstring for the layout."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.is_file():
+            raise ValueError(f"{self.root}: not a prepared store (no {MANIFEST}; run `tstcnn prepare`)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{manifest_path}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ValueError(f"{manifest_path}: not a {FORMAT} manifest")
+        if manifest.get("version") != VERSION:
+            raise ValueError(f"{manifest_path}: store version {manifest.get('version')}, this tstcnn reads {VERSION}")
+        self.manifest = manifest
+        self.prep = PrepConfig(**manifest["prep"])
+        self.classes: tuple[str, ...] = tuple(manifest["classes"])
+        self.flow_scale = float(manifest["flow_scale"])
+        self._entries = {vid: self._entry_from_record(vid, rec) for vid, rec in sorted(manifest["videos"].items())}
+        self._arrays: dict[str, _VideoArrays] = {}
+
+    @staticmethod
+    def _entry_from_record(video_id: str, record: dict[str, Any]) -> VideoEntry:
+        actions = tuple(Action(int(a[0]), int(a[1]), a[2] if len(a) > 2 else None) for a in record.get("actions", ()))
+        return VideoEntry(id=video_id, split=record.get("split", ""), label=record.get("label"), actions=actions,
+                          frames=int(record["frames"]), fps=float(record.get("fps", 0.0)),
+                          width=int(record["width"]), height=int(record["height"]), extra=record)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r}, videos={len(self)}, flow={self.prep.flow}, width={self.prep.width})"
+
+    def videos(self, split: str | None = None) -> list[VideoEntry]:
+        """Entries sorted by id, optionally of one split."""
+        return [e for e in self._entries.values() if split is None or e.split == split]
+
+    def entry(self, video_id: str) -> VideoEntry:
+        try:
+            return self._entries[video_id]
+        except KeyError:
+            raise KeyError(f"{self.root}: no video {video_id!r} in the store") from None
+
+    def _open(self, video_id: str) -> _VideoArrays:
+        arrays = self._arrays.get(video_id)
+        if arrays is None:
+            entry = self.entry(video_id)
+            arrays = _VideoArrays(self.root / VIDEOS / video_id, entry.height, entry.width)
+            self._arrays[video_id] = arrays
+        return arrays
+
+    def roi(self, video_id: str) -> np.ndarray:
+        """The smoothed ROI centres ``(N, 2)`` (x, y) of a video."""
+        return self._open(video_id).roi
+
+    def flow_step(self, video_id: str) -> float:
+        return float(self.entry(video_id).extra["flow_step"])
+
+    def read_clip(self, video_id: str, start: int, length: int, size: tuple[int, int],
+                  modalities: Sequence[str] = ("rgb", "flow"), centre: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+        """Read frames ``start … start+length-1`` cropped to ``size`` (h, w) around the ROI.
+
+        Returns ``rgb`` uint8 ``(length, h, w, 3)`` and/or ``flow`` float32 ``(length, h, w, 2)`` in pixels (not
+        normalised). Windows are centred per frame on the smoothed ROI (or ``centre``: one (x, y) or one per
+        frame), kept inside the frame, at even offsets; frames outside ``[0, N)`` repeat the edge frame.
+        """
+        entry = self.entry(video_id)
+        unknown = set(modalities) - {"rgb", "flow"}
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; allowed: rgb, flow")
+        h, w = int(size[0]), int(size[1])
+        he, we = h + h % 2, w + w % 2  # crops are read at even sizes, then trimmed
+        if he > entry.height or we > entry.width or h <= 0 or w <= 0:
+            raise ValueError(f"crop {h}x{w} does not fit video {video_id!r} of {entry.height}x{entry.width}")
+        arrays = self._open(video_id)
+        frames = np.clip(np.arange(start, start + length), 0, entry.frames - 1)
+        centres = arrays.roi[frames] if centre is None else np.broadcast_to(np.asarray(centre, np.float64),
+                                                                             (length, 2))
+        xs = _window_starts(centres[:, 0], we, entry.width)
+        ys = _window_starts(centres[:, 1], he, entry.height)
+        out: dict[str, np.ndarray] = {}
+        if "rgb" in modalities:
+            y = np.empty((length, he, we), np.uint8)
+            u = np.empty((length, he // 2, we // 2), np.uint8)
+            v = np.empty_like(u)
+            for i, (f, x0, y0) in enumerate(zip(frames, xs, ys)):
+                y[i] = arrays.y[f, y0:y0 + he, x0:x0 + we]
+                u[i] = arrays.u[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2]
+                v[i] = arrays.v[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2]
+            out["rgb"] = yuv420_to_rgb(y, u, v)[:, :h, :w]
+        if "flow" in modalities:
+            step = self.flow_step(video_id)
+            flow = np.empty((length, he, we, 2), np.float32)
+            for i, (f, x0, y0) in enumerate(zip(frames, xs, ys)):
+                half = arrays.flow[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2].astype(np.float32)
+                flow[i] = cv2.resize(half, (we, he), interpolation=cv2.INTER_LINEAR)
+            flow *= step
+            out["flow"] = flow[:, :h, :w]
+        return out

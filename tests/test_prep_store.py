@@ -1,0 +1,153 @@
+import json
+import mmap
+import time
+
+import numpy as np
+import pytest
+
+from tstcnn.config import PrepConfig
+from tstcnn.io.mediaeval import Action
+from tstcnn.prep.store import (Store, VideoEntryWriter, complete_video_ids, finalize_store, remove_incomplete,
+                               rgb_to_yuv420, write_video_entry, yuv420_to_rgb)
+
+
+def _smooth_rgb(n: int, h: int, w: int) -> np.ndarray:
+    """Frames whose colours vary slowly in space (4:2:0 keeps them) and with t."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([np.stack([(xs * 2 + 3 * t) % 200 + 20, (ys * 3) % 200 + 20, np.full_like(xs, 30 + 5 * t)], -1)
+                     for t in range(n)]).astype(np.uint8)
+
+
+def _frame_index_flow(n: int, h: int, w: int) -> np.ndarray:
+    """Flow constant per frame: (t/4, -t/8) px, so a read can tell which frame it came from."""
+    t = np.arange(n, dtype=np.float32)[:, None, None]
+    return np.stack([np.broadcast_to(t / 4, (n, h, w)), np.broadcast_to(-t / 8, (n, h, w))], -1).astype(np.float32)
+
+
+def _build(root, n=12, h=36, w=48, video_id="a", split="train", roi=None):
+    rgb, flow = _smooth_rgb(n, h, w), _frame_index_flow(n, h, w)
+    roi = np.tile([w / 2, h / 2], (n, 1)) if roi is None else roi
+    write_video_entry(root, video_id, rgb, flow, roi,
+                      {"split": split, "label": None, "actions": [[2, 9, "Serve Forehand Loop"]], "fps": 25.0})
+    return rgb, flow
+
+
+def test_yuv420_round_trip_is_close():
+    rgb = _smooth_rgb(3, 16, 24)
+    yuv = np.stack([rgb_to_yuv420(f) for f in rgb])
+    assert yuv.shape == (3, 24, 24)
+    back = yuv420_to_rgb(yuv[:, :16], yuv[:, 16:20].reshape(3, 8, 12), yuv[:, 20:].reshape(3, 8, 12))
+    assert back.shape == rgb.shape and np.abs(back.astype(int) - rgb).max() <= 6
+
+
+def test_round_trip_full_frame_and_manifest(tmp_path):
+    rgb, flow = _build(tmp_path)
+    _build(tmp_path, video_id="b", split="validation")
+    finalize_store(tmp_path, PrepConfig(width=48), ["x", "y"], layout="folders")
+    store = Store(tmp_path)
+    assert [e.id for e in store.videos()] == ["a", "b"] and [e.id for e in store.videos("validation")] == ["b"]
+    entry = store.entry("a")
+    assert (entry.frames, entry.width, entry.height, entry.fps) == (12, 48, 36, 25.0)
+    assert entry.actions == (Action(2, 9, "Serve Forehand Loop"),) and store.classes == ("x", "y")
+    clip = store.read_clip("a", 0, 12, (36, 48))
+    assert clip["rgb"].shape == (12, 36, 48, 3) and clip["rgb"].dtype == np.uint8
+    assert np.abs(clip["rgb"].astype(int) - rgb).mean() < 2.5
+    assert clip["flow"].shape == (12, 36, 48, 2) and clip["flow"].dtype == np.float32
+    np.testing.assert_allclose(clip["flow"], flow, atol=store.flow_step("a") / 2 + 1e-6)
+    # flow_scale from the train split only: per-frame max norm of video a
+    norms = np.hypot(flow[:, 0, 0, 0], flow[:, 0, 0, 1])
+    assert store.flow_scale == pytest.approx(norms.mean() + 3 * norms.std(), rel=1e-3)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["format"] == "tstcnn-store" and manifest["videos"]["a"]["frames"] == 12
+    assert {"numpy", "opencv", "av"} <= set(manifest["libraries"])
+
+
+def test_crop_follows_centre_and_edges_repeat(tmp_path):
+    h, w, n = 40, 64, 10
+    roi = np.stack([np.linspace(8, 56, n), np.full(n, 20.0)], 1)
+    rgb, flow = _build(tmp_path, n=n, h=h, w=w, roi=roi)
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    store = Store(tmp_path)
+    clip = store.read_clip("a", -2, 14, (16, 20), modalities=("flow",))
+    assert set(clip) == {"flow"} and clip["flow"].shape == (14, 16, 20, 2)
+    frame_of_each = clip["flow"][:, 5, 5, 0] * 4
+    np.testing.assert_allclose(frame_of_each, [0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9], atol=0.2)
+    # window kept inside the frame and centred on the ROI, at even offsets
+    rgb_clip = store.read_clip("a", 0, n, (16, 20), modalities=("rgb",))["rgb"]
+    for t in range(n):
+        x0 = int(np.clip(np.floor(roi[t, 0] - 10), 0, w - 20)) // 2 * 2
+        y0 = int(np.clip(np.floor(20 - 8), 0, h - 16)) // 2 * 2
+        assert np.abs(rgb_clip[t].astype(int) - rgb[t, y0:y0 + 16, x0:x0 + 20]).mean() < 2.5
+    # an explicit centre overrides the ROI; odd sizes are allowed
+    fixed = store.read_clip("a", 0, 2, (15, 21), modalities=("rgb",), centre=np.array([0.0, 0.0]))["rgb"]
+    assert fixed.shape == (2, 15, 21, 3) and np.abs(fixed[0].astype(int) - rgb[0, :15, :21]).mean() < 2.5
+    with pytest.raises(ValueError, match="does not fit"):
+        store.read_clip("a", 0, 2, (42, 20))
+
+
+def test_rgb_memmap_views_do_not_copy(tmp_path):
+    _build(tmp_path)
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    store = Store(tmp_path)
+    arrays = store._open("a")
+    for plane in (arrays.y, arrays.u, arrays.v, arrays.flow):
+        bases = [plane]
+        while bases[-1].base is not None and not isinstance(bases[-1].base, mmap.mmap):
+            bases.append(bases[-1].base)
+        assert isinstance(bases[-1].base, mmap.mmap)  # a view of the file's mapping, not a copy in memory
+
+
+def test_not_a_store_and_unknown_video(tmp_path):
+    with pytest.raises(ValueError, match="not a prepared store"):
+        Store(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a tstcnn-store manifest"):
+        Store(tmp_path)
+    _build(tmp_path)
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    with pytest.raises(KeyError, match="no video 'zz'"):
+        Store(tmp_path).entry("zz")
+
+
+def test_interrupted_writer_leaves_no_complete_entry(tmp_path):
+    with pytest.raises(RuntimeError):
+        with VideoEntryWriter(tmp_path, "a", 8, 6) as writer:
+            writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
+            raise RuntimeError("killed")
+    assert complete_video_ids(tmp_path) == [] and list((tmp_path / "videos").iterdir()) == []
+    (tmp_path / "videos" / "b").mkdir()  # a folder without meta.json, as a crash during rename would leave
+    (tmp_path / "videos" / ".c.1234.tmp").mkdir()
+    assert remove_incomplete(tmp_path) == [".c.1234.tmp", "b"]
+
+
+def test_flow_outliers_are_clipped_not_coarsening_the_step(tmp_path):
+    n, h, w = 20, 32, 32
+    flow = np.full((n, h, w, 2), 0.5, np.float32)
+    flow[7, 0:2, 0:2] = 500.0  # one spurious 2x2 block (1 of 256 half-resolution vectors)
+    rgb = np.zeros((n, h, w, 3), np.uint8)
+    write_video_entry(tmp_path, "a", rgb, flow, np.zeros((n, 2)), {"split": "train", "fps": 1.0})
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    store = Store(tmp_path)
+    assert store.flow_step("a") < 0.5
+    out = store.read_clip("a", 0, n, (h, w), modalities=("flow",), centre=[16, 16])["flow"]
+    assert np.abs(out[0] - 0.5).max() < store.flow_step("a")
+
+
+def test_paper_size_read_is_fast(tmp_path):
+    n, h, w = 120, 180, 320
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (n, h, w, 3), np.uint8)
+    flow = rng.normal(0, 2, (n, h, w, 2)).astype(np.float32)
+    roi = np.stack([np.linspace(60, 260, n), np.full(n, 90.0)], 1)
+    write_video_entry(tmp_path, "a", rgb, flow, roi, {"split": "train", "fps": 25.0})
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    store = Store(tmp_path)
+    store.read_clip("a", 0, 100, (120, 120))
+    best = min(_timed(lambda: store.read_clip("a", 10, 100, (120, 120))) for _ in range(3))
+    assert best < 0.05  # measured ~5 ms; generous for a loaded machine
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
