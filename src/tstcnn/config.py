@@ -64,6 +64,9 @@ class DataConfig:
     temporal_sigma_divisor: float = 6.0  # start ~ N(centre, (length − T) / divisor), kept inside the stroke
     negatives_per_class: float = 1.0  # cap on mined negatives, as a multiple of the mean stroke-class count
     num_workers: int = 2
+    split_by: str = "layout"  # layout (splits as the dataset layout gives them) | video (re-split by video)
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test for split_by=video
+    split_seed: int = 0  # seed of split_by=video, separate from the training seed so splits stay put
 
 
 @dataclass(frozen=True)
