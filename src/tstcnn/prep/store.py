@@ -6,11 +6,15 @@ Layout of ``STORE/``::
                              flow_scale, and one record per video (split, label, actions, frames, fps, size,
                              source path, sha256, ...)
     videos/<id>/rgb.npy      (N, H*3//2, W) uint8, YUV 4:2:0 (I420) frames at the prep width
-    videos/<id>/flow.npy     (N, H//2, W//2, 2) int8, flow t→t+1 in pixels of the resized frame, at half
-                             resolution, times ``flow_step`` from meta.json; the last frame repeats
+    videos/<id>/flow.npy     (N, H//2, W//2, 2) int8 q, flow t→t+1 in pixels of the resized frame, at half
+                             resolution, square-root companded: flow = sign(q)·q²·``flow_step`` (meta.json);
+                             the last frame repeats
     videos/<id>/roi.npy      (N, 2) float32 smoothed ROI centres (x, y)
     videos/<id>/flow_max.npy (N,) float32 per-frame maximum flow norm (normalisation statistics)
     videos/<id>/meta.json    written last: a video folder is complete iff it holds meta.json
+
+The companding keeps a relative precision of about 1/q at every magnitude: a video with 40-pixel strokes still
+stores its sub-pixel motions (the step near 0 is range/127², not range/127).
 
 Every array is a plain ``.npy`` opened as a memory map, so a clip read touches only the rows of its crop
 (no decompression, nothing else of the video). A video folder is built under a temporary name and renamed
@@ -23,7 +27,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.mediaeval import Action
 
 __all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoEntryWriter", "write_video_entry", "finalize_store",
-           "complete_video_ids", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
+           "complete_video_ids", "remove_incomplete", "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
 
 FORMAT = "tstcnn-store"
 VERSION = 1
@@ -169,7 +173,7 @@ class VideoEntryWriter:
         return np.asarray(self._flow_max, np.float32)
 
     def _quantise_flow(self) -> tuple[float, float]:
-        """flow.f32.npy → flow.npy int8; returns (step, fraction of values clipped).
+        """flow.f32.npy → flow.npy int8 ``q = sign(f)·round(sqrt(|f| / step))``; returns (step, fraction clipped).
 
         The range is set by the bulk of the motion, not by the largest vector, so that a few spurious vectors
         (frequent in fast flow methods) do not make the step coarse for the whole video; they are clipped.
@@ -177,14 +181,15 @@ class VideoEntryWriter:
         absmax = np.asarray(self._flow_absmax, np.float64)
         robust = _FLOW_HEADROOM * max(self._flow_typical, default=0.0)
         limit = min(float(absmax.max(initial=0.0)), robust)
-        step = limit / 127 if limit > 0 else 1.0 / 127
+        step = (limit if limit > 0 else 1.0) / 127**2
         source = np.load(self._flow.path, mmap_mode="r")
         target = _StreamedArray(self.tmp_dir / "flow.npy", self._flow.frame_shape, np.int8)
         clipped = 0
         for start in range(0, len(source), 256):
-            q = np.rint(np.asarray(source[start:start + 256]) / step)
-            clipped += int(np.count_nonzero(np.abs(q) > 127))
-            for frame in np.clip(q, -127, 127).astype(np.int8):
+            chunk = np.asarray(source[start:start + 256])
+            q = np.rint(np.sqrt(np.abs(chunk) / step))
+            clipped += int(np.count_nonzero(q > 127))
+            for frame in (np.sign(chunk) * np.minimum(q, 127)).astype(np.int8):
                 target.append(frame)
         target.close()
         del source
@@ -254,12 +259,23 @@ def complete_video_ids(store_root: str | Path) -> list[str]:
     return sorted(p.name for p in videos.iterdir() if not p.name.startswith(".") and (p / META).is_file())
 
 
-def remove_incomplete(store_root: str | Path) -> list[str]:
-    """Delete temporary and incomplete video folders left by an interrupted run; returns their names."""
+def _folder_video_id(name: str) -> str:
+    """The video id of a folder name: ``<id>`` or a temporary ``.<id>.<hex>.tmp``."""
+    return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else name
+
+
+def remove_incomplete(store_root: str | Path, video_ids: Iterable[str] | None = None) -> list[str]:
+    """Delete temporary and incomplete video folders left by an interrupted run; returns their names.
+
+    With ``video_ids``, only those videos' folders are touched (other shards may be writing theirs).
+    """
     videos = Path(store_root) / VIDEOS
+    wanted = None if video_ids is None else set(video_ids)
     removed = []
     if videos.is_dir():
         for path in sorted(videos.iterdir()):
+            if wanted is not None and _folder_video_id(path.name) not in wanted:
+                continue
             if path.is_dir() and (path.name.startswith(".") or not (path / META).is_file()):
                 shutil.rmtree(path)
                 removed.append(path.name)
@@ -276,10 +292,12 @@ def flow_scale_from_maxima(maxima: Sequence[np.ndarray], sigmas: float) -> float
 
 
 def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[str], *, layout: str = "arrays",
-                   source: str | None = None, videos: Sequence[str] | None = None) -> Path:
+                   source: str | None = None, videos: Sequence[str] | None = None,
+                   problems: Sequence[str] = ()) -> Path:
     """Write ``manifest.json`` for the complete video folders (or the given ids) and return its path.
 
     ``flow_scale`` comes from the train split's per-frame flow maxima (all videos when there is no train split).
+    ``problems`` (the inputs ``prepare`` skipped, one message each) are recorded for the user.
     """
     root = Path(store_root)
     ids = list(videos) if videos is not None else complete_video_ids(root)
@@ -300,6 +318,7 @@ def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[s
         "flow_scale": flow_scale_from_maxima(maxima, prep.flow_scale_sigmas),
         "flow_scale_from": "train" if train else "all",
         "videos": records,
+        "problems": list(problems),
     }
     path = root / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -390,7 +409,13 @@ class Store:
         return self._open(video_id).roi
 
     def flow_step(self, video_id: str) -> float:
+        """The flow value (pixels) of the stored code 1; code q stands for sign(q)·q²·step."""
         return float(self.entry(video_id).extra["flow_step"])
+
+    def flow_table(self, video_id: str) -> np.ndarray:
+        """Lookup table from the stored int8 codes (viewed as uint8) to flow in pixels."""
+        codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32)
+        return np.sign(codes) * codes**2 * np.float32(self.flow_step(video_id))
 
     def read_clip(self, video_id: str, start: int, length: int, size: tuple[int, int],
                   modalities: Sequence[str] = ("rgb", "flow"), centre: np.ndarray | None = None
@@ -426,11 +451,10 @@ class Store:
                 v[i] = arrays.v[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2]
             out["rgb"] = yuv420_to_rgb(y, u, v)[:, :h, :w]
         if "flow" in modalities:
-            step = self.flow_step(video_id)
+            table = self.flow_table(video_id)
             flow = np.empty((length, he, we, 2), np.float32)
             for i, (f, x0, y0) in enumerate(zip(frames, xs, ys)):
-                half = arrays.flow[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2].astype(np.float32)
-                flow[i] = cv2.resize(half, (we, he), interpolation=cv2.INTER_LINEAR)
-            flow *= step
+                codes = arrays.flow[f, y0 // 2:(y0 + he) // 2, x0 // 2:(x0 + we) // 2]
+                flow[i] = cv2.resize(table[codes.view(np.uint8)], (we, he), interpolation=cv2.INTER_LINEAR)
             out["flow"] = flow[:, :h, :w]
         return out
