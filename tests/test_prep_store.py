@@ -164,4 +164,4 @@ def test_companded_flow_keeps_small_and_large_motions(tmp_path):
     write_video_entry(tmp_path, "a", np.zeros((n, h, w, 3), np.uint8), flow, np.zeros((n, 2)), {"split": "train"})
     finalize_store(tmp_path, PrepConfig(), ["x"])
     out = Store(tmp_path).read_clip("a", 0, n, (h, w), modalities=("flow",))["flow"][:, 8, 8]
-    np.testing.assert_allclose(out, flow[:, 8, 8], rtol=0.03, atol=0.003)
+    np.testing.assert_allclose(out, flow[:, 8, 8], rtol=0.03, atol=0.012)  # 0.01 px near 0 at a 40 px range
