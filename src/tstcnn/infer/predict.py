@@ -1,0 +1,234 @@
+"""Classify trimmed clips with a trained model, from raw videos or from a prepared store.
+
+Clips are read exactly as the run's validation clips were (:class:`tstcnn.data.StrokeClips` without
+augmentation: the ROI-centred crop, flow divided by the run's own ``flow_scale``). Raw videos are first
+prepared with the run's own preparation settings (width, flow method, ROI smoothing) into a temporary store,
+one video at a time, streaming (long videos never sit in memory whole). A clip longer than the network's
+window is classified from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
+
+A "run" here is :class:`tstcnn.engine.checkpoint.LoadedRun` or an export's
+:class:`tstcnn.infer.export.ExportedRun`: both give ``model``, ``config``, ``classes``, ``flow_scale``, ``prep``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tstcnn.infer.aggregate import CLIP_AGGREGATIONS, aggregate_windows
+from tstcnn.infer.windows import clip_window_starts, window_centres, window_indices
+from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.layouts import VIDEO_EXTENSIONS, SourceItem
+from tstcnn.io.mediaeval import write_submission
+from tstcnn.prep.store import Store, VideoEntry
+
+__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "ClipReader", "window_probabilities",
+           "classify_entry", "source_items", "prepared_store", "predict_store", "predict_videos", "write_predictions"]
+
+EXPORT_SUFFIXES = (".onnx", ".ts", ".json")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Test-time aggregation over the windows of a clip, and batching."""
+
+    aggregation: str = "mean"  # centre | vote | mean | gaussian
+    windows: int = 5  # windows per clip longer than the network's input (1 for "centre")
+    sigma: float | None = None  # Gaussian weights' standard deviation in frames (default: a quarter of the span)
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in CLIP_AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregation!r}; allowed: {', '.join(CLIP_AGGREGATIONS)}")
+        if self.windows < 1 or self.batch_size < 1:
+            raise ValueError(f"windows and batch size must be positive, got {self.windows} and {self.batch_size}")
+
+
+@dataclass
+class ClipPrediction:
+    """The class of one clip, its score per class (aggregated over ``windows`` windows)."""
+
+    name: str
+    label: str
+    scores: np.ndarray
+    windows: int
+
+
+def load_predictor(path: str | Path, which: str = "best", device: str = "cpu") -> Any:
+    """A run folder or checkpoint (``LoadedRun``), or an exported model or its spec (``ExportedRun``)."""
+    path = Path(path)
+    if path.suffix in EXPORT_SUFFIXES:
+        from tstcnn.infer.export import load_export
+
+        return load_export(path)
+    from tstcnn.engine.checkpoint import load_run
+
+    return load_run(path, which, device)
+
+
+def _device(run: Any) -> torch.device:
+    parameters = getattr(run.model, "parameters", None)
+    if parameters is None:
+        return torch.device("cpu")
+    return next(parameters()).device
+
+
+class ClipReader:
+    """Model inputs for windows of a store's videos, read as the run's validation clips were."""
+
+    def __init__(self, store: Store, run: Any) -> None:
+        from tstcnn.data import StrokeClips
+        from tstcnn.data.functional import AffineParams
+
+        store.flow_scale = run.flow_scale  # the normalisation the model was trained with, whatever the store's
+        model_cfg = run.config.model
+        self.store, self.size = store, tuple(model_cfg.input_size)
+        self.identity = AffineParams()
+        self.dataset = StrokeClips(store, "inference", model_cfg.modality, self.size, augment=False,
+                                   data=run.config.data, classes=run.classes)
+
+    def check(self, entry: VideoEntry) -> None:
+        _, height, width = self.size
+        if height + height % 2 > entry.height or width + width % 2 > entry.width:
+            raise ValueError(f"video {entry.id!r}: {entry.width}x{entry.height} frames are smaller than the "
+                             f"model's {width}x{height} crop")
+
+    def window(self, video_id: str, start: int) -> dict[str, torch.Tensor]:
+        frames = self.store.entry(video_id).frames
+        return self.dataset.read(video_id, window_indices(start, self.size[0], frames), self.identity)
+
+
+def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Sequence[int],
+                         batch_size: int, progress: Any = None) -> np.ndarray:
+    """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, in batches."""
+    device = _device(run)
+    rows = []
+    for first in range(0, len(starts), batch_size):
+        windows = [reader.window(video_id, int(s)) for s in starts[first:first + batch_size]]
+        batch = {k: torch.stack([w[k] for w in windows]).to(device) for k in windows[0]}
+        with torch.inference_mode():
+            rows.append(run.model(**batch).float().softmax(1).cpu().numpy())
+        if progress is not None:
+            progress.update(len(windows))
+    return np.concatenate(rows).astype(np.float64)
+
+
+def _clip_name(entry: VideoEntry) -> str:
+    source = entry.extra.get("source")
+    return Path(source).name if source else f"{entry.id}.mp4"
+
+
+def classify_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: PredictOptions) -> ClipPrediction:
+    """Classify one stored clip with test-time aggregation over its windows."""
+    reader.check(entry)
+    length = reader.size[0]
+    count = 1 if options.aggregation == "centre" else options.windows
+    starts = clip_window_starts(entry.frames, length, count)
+    probs = window_probabilities(run, reader, entry.id, starts, options.batch_size)
+    scores = aggregate_windows(probs, options.aggregation, positions=window_centres(starts, length),
+                               centre=(entry.frames - 1) / 2, sigma=options.sigma)
+    return ClipPrediction(_clip_name(entry), run.classes.classes[int(scores.argmax())], scores, len(starts))
+
+
+def source_items(paths: Sequence[str | Path]) -> tuple[list[SourceItem], list[str]]:
+    """Source items for raw video files and folders of videos (ids from file names); problems named."""
+    items, problems, seen = [], [], set()
+    for given in paths:
+        path = Path(given)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            problems.append(f"{path}: no video files in this folder")
+        for file in files:
+            if not file.is_file():
+                problems.append(f"{file}: no such video file")
+            elif file.stem in seen:
+                problems.append(f"{file}: another video is already named {file.stem!r}")
+            else:
+                seen.add(file.stem)
+                items.append(SourceItem(file.stem, file, "test"))
+    return items, problems
+
+
+@contextlib.contextmanager
+def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path | None = None,
+                   progress: bool = False) -> Iterator[tuple[Store | None, list[str]]]:
+    """Prepare raw videos with the run's preparation settings into a temporary store.
+
+    Yields ``(store, problems)``: the store of the videos that could be prepared (None when none could) and
+    one message per video that could not (unreadable, no frames…), so the others still go on.
+    """
+    from tqdm import tqdm
+
+    from tstcnn.prep.prepare import prepare_video
+    from tstcnn.prep.store import finalize_store
+
+    with tempfile.TemporaryDirectory(prefix="tstcnn-prepared-", dir=work_dir) as root:
+        problems, done = [], []
+        for item in tqdm(items, desc="prepare", unit="video", disable=not progress or len(items) < 2):
+            result = prepare_video(item, root, run.prep)
+            if result.ok:
+                done.append(item.id)
+            else:
+                problems += result.problems
+        store = None
+        if done:
+            finalize_store(root, run.prep, run.classes.classes, layout="inference", videos=done)
+            store = Store(root)
+        yield store, problems
+
+
+def predict_store(run: Any, store: Store, options: PredictOptions, split: str | None = None,
+                  progress: bool = False) -> tuple[list[ClipPrediction], list[str]]:
+    """Classify every clip of a store (or of one split); a clip that fails is reported, the others go on."""
+    from tqdm import tqdm
+
+    entries = store.videos(split)
+    if not entries:
+        raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
+    reader = ClipReader(store, run)
+    predictions, problems = [], []
+    for entry in tqdm(entries, desc="classify", unit="clip", disable=not progress):
+        try:
+            predictions.append(classify_entry(run, reader, entry, options))
+        except (ValueError, OSError) as exc:
+            problems.append(str(exc))
+    return predictions, problems
+
+
+def predict_videos(run: Any, paths: Sequence[str | Path], options: PredictOptions, work_dir: str | Path | None = None,
+                   progress: bool = False) -> tuple[list[ClipPrediction], list[str]]:
+    """Classify raw video files (or folders of them), prepared on the fly; problems are named per video."""
+    if not paths:
+        raise ValueError("no videos given")
+    items, problems = source_items(paths)
+    with prepared_store(items, run, work_dir, progress) as (store, prep_problems):
+        problems += prep_problems
+        if store is None:
+            return [], problems
+        predictions, more = predict_store(run, store, options, progress=progress)
+    return predictions, problems + more
+
+
+def write_predictions(out_dir: str | Path, predictions: Sequence[ClipPrediction], classes: Sequence[str]
+                      ) -> tuple[Path, Path]:
+    """Write the MediaEval submission ``submission.xml`` and ``predictions.csv`` (one column per class)."""
+    out_dir = Path(out_dir)
+    xml = out_dir / "submission.xml"
+    write_submission(xml, {p.name: p.label for p in predictions})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["video", "class", "score", "windows", *classes])
+    for p in sorted(predictions, key=lambda p: p.name):
+        writer.writerow([p.name, p.label, f"{p.scores.max():.6f}", p.windows, *(f"{s:.6f}" for s in p.scores)])
+    table = out_dir / "predictions.csv"
+    atomic_write_text(table, buffer.getvalue())
+    return xml, table
