@@ -1,0 +1,215 @@
+"""Strokes in untrimmed videos: a batched sliding window, per-frame smoothing, segments, MediaEval XML.
+
+Each window of the network's ``T`` frames, every ``stride`` frames, gives class probabilities that speak
+for its centre frame; frames in between are interpolated (:mod:`tstcnn.infer.windows`), smoothed over
+time (vote, mean or Gaussian, :mod:`tstcnn.infer.aggregate`), then cut into stroke-vs-negative segments,
+each given the stroke class it scores highest, short segments dropped (:mod:`tstcnn.infer.segments`).
+
+The stride trades speed for temporal precision: the cost is one network pass per window, so stride ``S``
+costs about ``1/S`` of stride 1, while segment boundaries are only resolved to about ``S / 2`` frames
+before smoothing. The default, ``T // 4``, keeps boundaries within an eighth of a window (measured
+figures: README, "Using a trained model", and ``benchmarks/detect_stride.py``).
+
+Per video, :func:`write_detection` writes ``<id>.xml`` (``<video><action begin end move/>…</video>``, end
+exclusive), ``<id>_timeline.png`` and ``<id>_frames.npz`` (window starts and probabilities, smoothed
+per-frame probabilities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
+from tstcnn.infer.predict import ClipReader, prepared_store, source_items, window_probabilities
+from tstcnn.infer.scoring import score_detection
+from tstcnn.infer.segments import frames_to_segments
+from tstcnn.infer.windows import spread_to_frames, window_centres, window_starts
+from tstcnn.io.atomic import atomic_path, atomic_write_text
+from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
+from tstcnn.prep.store import Store, VideoEntry
+
+__all__ = ["DetectOptions", "VideoDetection", "detect_entry", "write_detection", "detect_store", "detect_videos"]
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Sliding window, smoothing and segmentation settings; ``None`` fields follow the window length ``T``."""
+
+    stride: int | None = None  # frames between windows; default T // 4
+    batch_size: int = 8
+    smoothing: str = "gaussian"  # none | vote | mean | gaussian
+    smooth_width: int | None = None  # frames; default T
+    threshold: float = 0.5  # a frame is a stroke when 1 − p(Negative) reaches it
+    min_length: int | None = None  # shorter segments are dropped; default T // 2
+    max_gap: int = 0  # gaps shorter than this between segments are filled
+
+    def resolve(self, window: int) -> DetectOptions:
+        """Concrete values for a network window of ``window`` frames, checked."""
+        resolved = dataclasses.replace(
+            self, stride=self.stride or max(1, window // 4), smooth_width=self.smooth_width or window,
+            min_length=self.min_length if self.min_length is not None else max(1, window // 2))
+        if resolved.smoothing not in FRAME_SMOOTHINGS:
+            raise ValueError(f"unknown smoothing {resolved.smoothing!r}; allowed: {', '.join(FRAME_SMOOTHINGS)}")
+        if resolved.stride < 1 or resolved.batch_size < 1:
+            raise ValueError(f"stride and batch size must be positive, got {resolved.stride}, {resolved.batch_size}")
+        if not 0.0 < resolved.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {resolved.threshold}")
+        return resolved
+
+
+@dataclass
+class VideoDetection:
+    """What the detector saw and found in one video."""
+
+    video_id: str
+    frames: int
+    fps: float
+    starts: np.ndarray  # (W,) window starts
+    window_probs: np.ndarray  # (W, C)
+    frame_probs: np.ndarray  # (N, C), smoothed
+    actions: list[Action]
+    seconds: float
+
+
+def _negative_index(run: Any) -> int:
+    index = run.classes.negative_index
+    if index is None:
+        raise ValueError("detection needs a Negative class in the model's classes, and this model has none")
+    return index
+
+
+def detect_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: DetectOptions,
+                 progress: Any = None) -> VideoDetection:
+    """Slide the network over one stored video and return its strokes (``options`` resolved)."""
+    reader.check(entry)
+    length = reader.size[0]
+    began = time.perf_counter()
+    starts = window_starts(entry.frames, length, options.stride)
+    probs = window_probabilities(run, reader, entry.id, starts, options.batch_size, progress)
+    frame_probs = smooth_frames(spread_to_frames(probs, window_centres(starts, length), entry.frames),
+                                options.smoothing, options.smooth_width)
+    actions = frames_to_segments(frame_probs, run.classes.classes, _negative_index(run), threshold=options.threshold,
+                                 min_length=options.min_length, max_gap=options.max_gap)
+    return VideoDetection(entry.id, entry.frames, entry.fps, starts, probs, frame_probs, actions,
+                          time.perf_counter() - began)
+
+
+def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, truth: Sequence[Action] | None,
+                    threshold: float) -> dict[str, Path]:
+    """Write ``<id>.xml``, ``<id>_timeline.png`` and ``<id>_frames.npz`` into ``out_dir``."""
+    from tstcnn.viz.timeline import plot_timeline
+
+    out_dir = Path(out_dir)
+    video = detection.video_id
+    paths = {"xml": out_dir / f"{video}.xml", "timeline": out_dir / f"{video}_timeline.png",
+             "frames": out_dir / f"{video}_frames.npz"}
+    write_actions(paths["xml"], detection.actions)
+    plot_timeline(paths["timeline"], detection.frame_probs, run.classes.classes, _negative_index(run),
+                  detection.actions, truth, fps=detection.fps or None, threshold=threshold,
+                  title=f"{video}: {len(detection.actions)} strokes found" +
+                        (f", {len(truth)} true" if truth is not None else ""))
+    with atomic_path(paths["frames"]) as tmp, tmp.open("wb") as handle:
+        np.savez_compressed(handle, starts=detection.starts, window_probs=detection.window_probs.astype(np.float32),
+                            frame_probs=detection.frame_probs.astype(np.float32),
+                            classes=np.array(run.classes.classes))
+    return paths
+
+
+def _summary(detections: Sequence[VideoDetection], truth: Mapping[str, Sequence[Action]], options: DetectOptions,
+             problems: Sequence[str], window: int) -> dict[str, Any]:
+    windows = sum(len(d.starts) for d in detections)
+    seconds = sum(d.seconds for d in detections)
+    summary: dict[str, Any] = {
+        "options": dataclasses.asdict(options), "window": window, "problems": list(problems),
+        "videos": {d.video_id: {"frames": d.frames, "windows": len(d.starts), "strokes": len(d.actions),
+                                "seconds": round(d.seconds, 3)} for d in detections},
+        "windows_per_second": windows / seconds if seconds else None,
+        "frames_per_second": sum(d.frames for d in detections) / seconds if seconds else None,
+    }
+    known = {d.video_id for d in detections if d.video_id in truth}
+    if known:
+        predictions = {d.video_id: d.actions for d in detections if d.video_id in known}
+        scores = score_detection(predictions, {v: truth[v] for v in known},
+                                 {d.video_id: d.frames for d in detections})
+        summary["scores"] = {"videos": sorted(known), **scores.to_dict()}
+    return summary
+
+
+def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOptions, split: str | None = None,
+                 truth: Mapping[str, Sequence[Action]] | None = None, progress: bool = False
+                 ) -> tuple[list[VideoDetection], dict[str, Any]]:
+    """Detect strokes in every video of a store (or a split); truth defaults to the store's own actions.
+
+    Writes one XML, timeline and npz per video and ``detection.json`` (settings, speed, problems, and the
+    MediaEval scores over the videos whose truth is known). A video that fails is reported; the others go on.
+    """
+    from tqdm import tqdm
+
+    entries = store.videos(split)
+    if not entries:
+        raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
+    _negative_index(run)
+    reader = ClipReader(store, run)
+    length = reader.size[0]
+    options = options.resolve(length)
+    truth = dict(truth) if truth is not None else {e.id: list(e.actions) for e in entries if e.actions}
+    total = sum(len(window_starts(e.frames, length, options.stride)) for e in entries)
+    detections, problems = [], []
+    with tqdm(total=total, desc="detect", unit="window", disable=not progress) as bar:
+        for entry in entries:
+            try:
+                detection = detect_entry(run, reader, entry, options, bar)
+                write_detection(out_dir, detection, run, truth.get(entry.id), options.threshold)
+                detections.append(detection)
+            except (ValueError, OSError) as exc:
+                problems.append(str(exc))
+    summary = _summary(detections, truth, options, problems, length)
+    atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1, default=float) + "\n")
+    return detections, summary
+
+
+def _truth_beside(items: Sequence[Any]) -> tuple[dict[str, list[Action]], list[str]]:
+    """Annotations ``<id>.xml`` beside raw videos (MediaEval detection layout), when present."""
+    truth, problems = {}, []
+    for item in items:
+        xml = item.path.with_suffix(".xml")
+        if xml.is_file():
+            try:
+                truth[item.id] = read_actions(xml)
+            except AnnotationError as exc:
+                problems.append(str(exc))
+    return truth, problems
+
+
+def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, options: DetectOptions,
+                  work_dir: str | Path | None = None, progress: bool = False
+                  ) -> tuple[list[VideoDetection], dict[str, Any]]:
+    """Detect strokes in raw videos (files or folders), prepared on the fly with the run's settings.
+
+    Ground truth is read from ``<id>.xml`` beside a video when there is one (empty test XMLs give no truth).
+    """
+    if not paths:
+        raise ValueError("no videos given")
+    _negative_index(run)
+    items, problems = source_items(paths)
+    truth, xml_problems = _truth_beside(items)
+    truth = {k: v for k, v in truth.items() if v}
+    problems += xml_problems
+    with prepared_store(items, run, work_dir, progress) as (store, prep_problems):
+        problems += prep_problems
+        if store is None:
+            summary = {"problems": problems, "videos": {}}
+            atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1) + "\n")
+            return [], summary
+        detections, summary = detect_store(run, store, out_dir, options, truth=truth, progress=progress)
+    summary["problems"] = problems + summary["problems"]
+    atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1, default=float) + "\n")
+    return detections, summary
