@@ -488,6 +488,58 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def _synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth", help="generate synthetic table tennis videos (20 strokes + negatives) in the MediaEval layouts",
+        description="Render procedural table tennis clips whose 21 classes differ only by motion, into "
+                    "OUT/classificationTask (train/validation per class, test + test_ground_truth.xml) and/or "
+                    "OUT/detectionTask (long videos with per-video XML). Deterministic for a seed whatever the "
+                    "worker count; re-running with the same arguments completes an interrupted set. With "
+                    "--preview and no --out, only write a contact sheet (one clip per class).")
+    parser.add_argument("--out", default=None, help="output folder (empty, or holding the same dataset to resume)")
+    parser.add_argument("--layout", choices=("classification", "detection", "both"), default="classification",
+                        help="which MediaEval layout(s) to write (default: classification)")
+    parser.add_argument("--per-class", type=int, default=40, metavar="N",
+                        help="train clips per class; validation and test get N/4, at least 1 (default: 40)")
+    parser.add_argument("--classes", default=None, metavar="NAME,...",
+                        help="comma-separated class names (default: the 21 TTStroke-21 classes)")
+    parser.add_argument("--size", type=_parse_size, default=(640, 360), metavar="WxH",
+                        help="frame size, even numbers (default: 640x360)")
+    parser.add_argument("--fps", type=float, default=120.0, help="frame rate (default: 120, like TTStroke-21)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel rendering processes (default: 1)")
+    parser.add_argument("--left-handed", type=float, default=0.15, metavar="P",
+                        help="share of left-handed players (default: 0.15)")
+    parser.add_argument("--preview", default=None, metavar="OUT.png",
+                        help="also write a contact sheet: one clip per class, six frames across its stroke")
+    parser.set_defaults(func=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from tstcnn.synth import generate_dataset, write_preview
+    from tstcnn.taxonomy import TTSTROKE21_CLASSES
+
+    if args.out is None and args.preview is None:
+        raise UsageError("give --out DIR to generate a dataset, or --preview OUT.png for a contact sheet")
+    if len(args.size) != 2:
+        raise UsageError(f"--size needs two values WxH, got {'x'.join(map(str, args.size))}")
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else TTSTROKE21_CLASSES
+    unknown = [c for c in classes if c not in TTSTROKE21_CLASSES]
+    if unknown:
+        raise UsageError(f"unknown class {unknown[0]!r} in --classes; allowed: {', '.join(TTSTROKE21_CLASSES)}")
+    if args.per_class < 1:
+        raise UsageError(f"--per-class must be at least 1, got {args.per_class}")
+    if args.out is not None:
+        summary = generate_dataset(args.out, args.layout, args.per_class, classes, args.size, args.fps, args.seed,
+                                   args.workers, args.left_handed)
+        print(f"wrote {summary.written} videos ({summary.frames} frames), kept {summary.skipped} already complete, "
+              f"in {summary.out}")
+    if args.preview is not None:
+        print(f"wrote {write_preview(args.preview, classes, args.seed)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tstcnn",
