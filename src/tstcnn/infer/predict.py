@@ -83,9 +83,12 @@ def _device(run: Any) -> torch.device:
 
 
 class ClipReader:
-    """Model inputs for windows of a store's videos, read as the run's validation clips were."""
+    """Model inputs for windows of a store's videos, read as the run's validation clips were.
 
-    def __init__(self, store: Store, run: Any) -> None:
+    ``modality`` overrides which inputs are read (the run's model modality by default).
+    """
+
+    def __init__(self, store: Store, run: Any, modality: str | None = None) -> None:
         from tstcnn.data import StrokeClips
         from tstcnn.data.functional import AffineParams
 
@@ -93,7 +96,7 @@ class ClipReader:
         model_cfg = run.config.model
         self.store, self.size = store, tuple(model_cfg.input_size)
         self.identity = AffineParams()
-        self.dataset = StrokeClips(store, "inference", model_cfg.modality, self.size, augment=False,
+        self.dataset = StrokeClips(store, "inference", modality or model_cfg.modality, self.size, augment=False,
                                    data=run.config.data, classes=run.classes)
 
     def check(self, entry: VideoEntry) -> None:

@@ -1,0 +1,65 @@
+"""Paper Fig. 5 from a trained run: the soft mask of every attention block over a clip, and mask statistics.
+
+For the first clip, the centred window is run through the model and each block's mask (eqs. 2–5) is
+reduced over channels, min-max normalised, resized to the input and overlaid on the RGB frames
+(:mod:`tstcnn.viz.attention`): a PNG grid at chosen time steps and an animated GIF. Over all the clips given,
+the range and mean of the raw mask values per block are gathered (the paper quotes 0.35–0.65) and written
+as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tstcnn.infer.predict import ClipReader
+from tstcnn.infer.windows import clip_window_starts
+from tstcnn.io.atomic import atomic_write_text
+from tstcnn.prep.store import Store
+
+__all__ = ["visualize_attention"]
+
+
+def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_dir: str | Path,
+                        time_steps: Sequence[int] | None = None, gif: bool = True) -> dict[str, Path]:
+    """Write ``attention_grid.png``, ``attention.gif`` (first clip) and ``mask_statistics.json`` (all clips).
+
+    Raises ``ValueError`` for a model without attention blocks or an export (masks need the PyTorch model).
+    """
+    from tstcnn.viz.attention import MaskStatistics, collect_masks, save_attention_animation, save_attention_grid
+
+    if not isinstance(run.model, torch.nn.Module) or not hasattr(run.model, "attention_masks"):
+        raise ValueError("attention maps need a run's PyTorch checkpoint with attention blocks, not an export")
+    if not video_ids:
+        raise ValueError("no clips given")
+    reader = ClipReader(store, run)
+    display = ClipReader(store, run, modality="rgb")
+    length = reader.size[0]
+    device = next(run.model.parameters()).device
+    statistics = MaskStatistics()
+    out_dir = Path(out_dir)
+    paths: dict[str, Path] = {}
+    for i, video_id in enumerate(video_ids):
+        entry = store.entry(video_id)
+        reader.check(entry)
+        start = int(clip_window_starts(entry.frames, length, 1)[0])
+        inputs = {k: v[None].to(device) for k, v in reader.window(video_id, start).items()}
+        masks = collect_masks(run.model, **inputs)
+        if not masks:
+            raise ValueError(f"{run.path}: the model ({run.config.model.block} blocks) has no attention masks")
+        statistics.update(masks)
+        if i == 0:
+            rgb = display.window(video_id, start)["rgb"]
+            first = {name: mask[0] for name, mask in masks.items()}
+            title = f"{video_id}: frames {max(start, 0)}–{min(start + length, entry.frames) - 1}"
+            paths["grid"] = save_attention_grid(out_dir / "attention_grid.png", rgb, first, time_steps, title)
+            if gif:
+                paths["gif"] = save_attention_animation(out_dir / "attention.gif", rgb, first)
+    summary = {"clips": list(video_ids), "blocks": statistics.summary()}
+    paths["statistics"] = out_dir / "mask_statistics.json"
+    atomic_write_text(paths["statistics"], json.dumps(summary, indent=1) + "\n")
+    return paths
