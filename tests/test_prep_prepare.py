@@ -197,3 +197,14 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert main(["prepare", "--source", str(tmp_path), "--layout", "folders", "--out", str(tmp_path / "s"),
                  "--shard", "3/2"]) == 2
     assert "need 0 <= i < n" in capsys.readouterr().err
+
+
+def test_flow_threads_give_the_same_arrays_in_order(tmp_path):
+    _write_video(tmp_path / "v.mp4", 12)
+    one = prepare_video_arrays(tmp_path / "v.mp4", PREP, flow_threads=1)
+    three = prepare_video_arrays(tmp_path / "v.mp4", PREP, flow_threads=3)
+    np.testing.assert_array_equal(one.rgb, three.rgb)
+    np.testing.assert_array_equal(one.flow, three.flow)
+    np.testing.assert_array_equal(one.roi, three.roi)
+    np.testing.assert_array_equal(one.flow[-1], one.flow[-2])  # the last frame repeats the last flow
+    assert np.abs(one.flow[:-1]).max() > 1  # and the flows differ from frame to frame

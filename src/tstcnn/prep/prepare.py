@@ -22,6 +22,7 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,19 +105,39 @@ def _prefetch(frames: Iterator[np.ndarray], depth: int = 16) -> Iterator[np.ndar
                 thread.join(0.01)
 
 
-def _frames_and_flow(path: str | Path, prep: PrepConfig, threads: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(yuv_t, flow_t)`` with the flow from frame t to t+1 at full resolution; the last frame repeats it."""
-    estimator = create_flow(prep.flow)
+def _frames_and_flow(path: str | Path, prep: PrepConfig, threads: int, flow_threads: int = 1
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(yuv_t, flow_t)`` with the flow from frame t to t+1 at full resolution; the last frame repeats it.
+
+    The flow of consecutive pairs runs in ``flow_threads`` threads (one estimator each; OpenCV releases the
+    GIL), so one long video can use several cores; results come out in frame order.
+    """
+    local = threading.local()
+
+    def flow_of(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        if not hasattr(local, "estimator"):
+            local.estimator = create_flow(prep.flow)
+        return local.estimator(first, second)
+
     frames = _prefetch(iter_yuv420(path, prep.width, threads))
     previous = next(frames, None)
     if previous is None:
         raise VideoError(f"{path}: no frames decoded")
     height = previous.shape[0] * 2 // 3
     flow = np.zeros((height, previous.shape[1], 2), np.float32)
-    for current in frames:
-        flow = estimator(previous[:height], current[:height])
-        yield previous, flow
-        previous = current
+    pending: deque[tuple[np.ndarray, futures.Future]] = deque()
+    with futures.ThreadPoolExecutor(max(1, flow_threads)) as pool:
+        for current in frames:
+            pending.append((previous, pool.submit(flow_of, previous[:height], current[:height])))
+            previous = current
+            if len(pending) > 2 * flow_threads:
+                frame, job = pending.popleft()
+                flow = job.result()
+                yield frame, flow
+        while pending:
+            frame, job = pending.popleft()
+            flow = job.result()
+            yield frame, flow
     yield previous, flow
 
 
@@ -153,14 +174,15 @@ class PreparedVideo:
         return len(self.rgb)
 
 
-def prepare_video_arrays(path: str | Path, prep: PrepConfig, threads: int = 0) -> PreparedVideo:
+def prepare_video_arrays(path: str | Path, prep: PrepConfig, threads: int = 0, flow_threads: int = 1
+                         ) -> PreparedVideo:
     """Decode, resize, flow and ROI for one video, in memory (for ``predict``/``detect`` on raw videos).
 
     The ROI and flow maxima come from the half-resolution flow, exactly as ``prepare`` stores them.
     """
     info = probe(path)
     rgb, flows, maxima, track = [], [], [], _RoiTrack()
-    for yuv, flow in _frames_and_flow(path, prep, threads):
+    for yuv, flow in _frames_and_flow(path, prep, threads, flow_threads):
         height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
         u, v = yuv[height:].reshape(2, height // 2, width // 2)
         rgb.append(yuv420_to_rgb(yuv[None, :height], u[None], v[None])[0])
@@ -195,7 +217,8 @@ class VideoResult:
         return not self.problems
 
 
-def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, threads: int = 0) -> VideoResult:
+def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, threads: int = 0,
+                  flow_threads: int = 1) -> VideoResult:
     """Prepare one source video into ``store_root/videos/<id>`` atomically; never raises for a bad video."""
     start = time.perf_counter()
     try:
@@ -205,7 +228,7 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
         width, height = frame_size(info.width, info.height, prep.width)
         with VideoEntryWriter(store_root, item.id, width, height) as writer:
             track = _RoiTrack()
-            for yuv, flow in _frames_and_flow(item.path, prep, threads):
+            for yuv, flow in _frames_and_flow(item.path, prep, threads, flow_threads):
                 if yuv.shape != (height * 3 // 2, width):
                     raise VideoError(f"{item.path}: frame size changes mid-stream")
                 half = downsample_flow(flow)
@@ -240,6 +263,7 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
     """Prepare ``items`` (longest files first, to balance workers), in ``workers`` processes (1: in this one).
 
     ``max_videos`` stops after that many videos have been prepared (the rest stays to do, as after a kill).
+    With fewer videos than workers, each video's flow runs in several threads instead, so the cores stay busy.
     """
     from tqdm.auto import tqdm
 
@@ -259,14 +283,17 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
         bar.set_postfix(frames_per_s=f"{frames / max(1e-9, time.perf_counter() - started):.0f}",
                         failed=sum(not r.ok for r in results))
 
+    processes = min(workers, len(order))
+    flow_threads = max(1, workers // max(1, processes))
     try:
-        if workers <= 1:
+        if processes <= 1:
             for item in order:
-                record(prepare_video(item, store_root, prep, decode_threads))
+                record(prepare_video(item, store_root, prep, decode_threads, flow_threads))
         else:
             context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-                jobs = [pool.submit(prepare_video, item, str(store_root), prep, decode_threads) for item in order]
+            with futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker) as pool:
+                jobs = [pool.submit(prepare_video, item, str(store_root), prep, decode_threads, flow_threads)
+                        for item in order]
                 for job in futures.as_completed(jobs):
                     record(job.result())
     finally:
