@@ -1,5 +1,6 @@
 import json
 import mmap
+import pickle
 import time
 
 import numpy as np
@@ -165,3 +166,14 @@ def test_companded_flow_keeps_small_and_large_motions(tmp_path):
     finalize_store(tmp_path, PrepConfig(), ["x"])
     out = Store(tmp_path).read_clip("a", 0, n, (h, w), modalities=("flow",))["flow"][:, 8, 8]
     np.testing.assert_allclose(out, flow[:, 8, 8], rtol=0.03, atol=0.012)  # 0.01 px near 0 at a 40 px range
+
+
+def test_store_pickles_without_its_memory_maps(tmp_path):
+    _build(tmp_path, n=40, h=64, w=96)
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    store = Store(tmp_path)
+    before = store.read_clip("a", 0, 4, (16, 16))
+    data = pickle.dumps(store)
+    assert len(data) < 20_000  # the arrays (40 frames of 96x64) are not in it
+    again = pickle.loads(data).read_clip("a", 0, 4, (16, 16))
+    np.testing.assert_array_equal(before["rgb"], again["rgb"])

@@ -74,7 +74,7 @@ def library_versions() -> dict[str, str]:
     from tstcnn import __version__
 
     return {"tstcnn": __version__, "numpy": np.__version__, "opencv": cv2.__version__, "av": av.__version__,
-            "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ())))}
+            "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ())))}
 
 
 # --- YUV 4:2:0 --------------------------------------------------------------------------------------------------
@@ -382,6 +382,10 @@ class Store:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for data-loader workers without the opened memory maps (each worker reopens its own)."""
+        return {**self.__dict__, "_arrays": {}}
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r}, videos={len(self)}, flow={self.prep.flow}, width={self.prep.width})"
