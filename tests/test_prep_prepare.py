@@ -197,6 +197,9 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert main(["prepare", "--source", str(tmp_path), "--layout", "folders", "--out", str(tmp_path / "s"),
                  "--shard", "3/2"]) == 2
     assert "need 0 <= i < n" in capsys.readouterr().err
+    assert main(["prepare", "--source", str(tmp_path), "--layout", "folders", "--out", str(tmp_path / "s"),
+                 "--width", "161"]) == 2
+    assert "prep width 161: needs an even number" in capsys.readouterr().err
 
 
 def test_flow_threads_give_the_same_arrays_in_order(tmp_path):

@@ -353,6 +353,9 @@ def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: Prep
     :func:`merge_shards` once every shard has finished.
     """
     source, root = Path(source), Path(out)
+    if prep.width < 16 or prep.width % 2:
+        raise ValueError(f"prep width {prep.width}: needs an even number of pixels, at least 16")
+    create_flow(prep.flow)  # an unknown method fails here, not once per video
     scan = read_layout(layout, source, classes)
     _check_settings(root, prep, layout, source)
     items = scan.items
