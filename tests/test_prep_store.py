@@ -93,7 +93,7 @@ def test_rgb_memmap_views_do_not_copy(tmp_path):
     _build(tmp_path)
     finalize_store(tmp_path, PrepConfig(), ["x"])
     store = Store(tmp_path)
-    arrays = store._open("a")
+    arrays = store.arrays("a")
     for plane in (arrays.y, arrays.u, arrays.v, arrays.flow):
         bases = [plane]
         while bases[-1].base is not None and not isinstance(bases[-1].base, mmap.mmap):

@@ -39,7 +39,7 @@ from tstcnn.config import PrepConfig
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.mediaeval import Action
 
-__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoEntryWriter", "write_video_entry", "finalize_store",
+__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter", "write_video_entry", "finalize_store",
            "complete_video_ids", "remove_incomplete", "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
 
 FORMAT = "tstcnn-store"
@@ -334,8 +334,11 @@ def _window_starts(centres: np.ndarray, size: int, limit: int) -> np.ndarray:
     return starts - starts % 2
 
 
-class _VideoArrays:
-    """The memory maps of one video (opened lazily, once per process)."""
+class VideoArrays:
+    """The memory maps of one video: planes ``y (N, H, W)``, ``u, v (N, H/2, W/2)``, ``flow`` codes, ``roi``.
+
+    Every plane is a strided view of the file's mapping (never a copy), so slicing reads only what it touches.
+    """
 
     def __init__(self, folder: Path, height: int, width: int) -> None:
         raw = np.load(folder / "rgb.npy", mmap_mode="r")
@@ -371,7 +374,7 @@ class Store:
         self.classes: tuple[str, ...] = tuple(manifest["classes"])
         self.flow_scale = float(manifest["flow_scale"])
         self._entries = {vid: self._entry_from_record(vid, rec) for vid, rec in sorted(manifest["videos"].items())}
-        self._arrays: dict[str, _VideoArrays] = {}
+        self._arrays: dict[str, VideoArrays] = {}
 
     @staticmethod
     def _entry_from_record(video_id: str, record: dict[str, Any]) -> VideoEntry:
@@ -400,11 +403,15 @@ class Store:
         except KeyError:
             raise KeyError(f"{self.root}: no video {video_id!r} in the store") from None
 
-    def _open(self, video_id: str) -> _VideoArrays:
+    def arrays(self, video_id: str) -> VideoArrays:
+        """The memory-mapped planes of a video (opened once per process), for readers with their own cropping."""
+        return self._open(video_id)
+
+    def _open(self, video_id: str) -> VideoArrays:
         arrays = self._arrays.get(video_id)
         if arrays is None:
             entry = self.entry(video_id)
-            arrays = _VideoArrays(self.root / VIDEOS / video_id, entry.height, entry.width)
+            arrays = VideoArrays(self.root / VIDEOS / video_id, entry.height, entry.width)
             self._arrays[video_id] = arrays
         return arrays
 
