@@ -1,0 +1,94 @@
+"""Training and evaluation figures: loss / accuracy curves, row-normalised confusion matrices, and the
+paper's Figure 6 (validation accuracy per epoch, one line per model). Matplotlib's Agg back-end only;
+every file is written atomically so a viewer never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tstcnn.io.atomic import atomic_path  # noqa: E402
+
+__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay"]
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Loss (left) and accuracy (right) per epoch, train and validation, with learning-rate changes marked."""
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric in ((loss_axis, "loss"), (acc_axis, "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            epochs, values = _series(metrics_rows, f"{split}_{metric}")
+            if epochs:
+                axis.plot(epochs, values, style, label="train" if split == "train" else "validation")
+        for row in metrics_rows:
+            if row.get("lr_change"):
+                axis.axvline(int(row["epoch"]), color="grey", alpha=0.4, linewidth=0.8)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    acc_axis.set_ylim(0, 1)
+    loss_axis.set_title("loss (grey lines: learning-rate changes)")
+    acc_axis.set_title("accuracy")
+    return _save(figure, path)
+
+
+def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """Confusion matrix normalised per true class (rows), with the raw counts written in the cells."""
+    from tstcnn.engine.metrics import normalize_rows
+
+    counts = np.asarray(cm, dtype=np.int64)
+    normalized = normalize_rows(counts)
+    size = max(4.0, 0.42 * len(names) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1.5, size))
+    image = axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    for i, j in zip(*np.nonzero(counts)):
+        axis.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                  color="white" if normalized[i, j] > 0.5 else "black")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
+    accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
+    axis.set_title(f"{title} (accuracy {accuracy:.1%}, rows normalised)".strip())
+    return _save(figure, path)
+
+
+def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
+                            title: str = "Validation accuracy per epoch") -> Path:
+    """Figure 6 of the paper: one validation-accuracy line per model (``runs``: name → metrics rows)."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, rows in runs.items():
+        epochs, values = _series(rows, "val_accuracy")
+        if epochs:
+            axis.plot(epochs, values, label=name, linestyle="--" if "attention" not in name else "-")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    return _save(figure, path)

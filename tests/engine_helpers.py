@@ -1,0 +1,68 @@
+"""Tiny in-memory clip datasets with a learnable signal, shaped like ``tstcnn.data.StrokeClips`` items."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from tstcnn.config import PRESETS, Config, override
+from tstcnn.engine.trainer import TrainData
+from tstcnn.taxonomy import Taxonomy
+
+TINY_SIZE = (8, 16, 16)
+CLASSES = Taxonomy(("Serve Forehand Topspin", "Offensive Backhand Hit", "Defensive Forehand Push", "Negative"))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: these tiny models run several times faster so on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class SignalClips(Dataset):
+    """``(inputs, label)`` items: class ``k`` lights quadrant ``k`` of every frame, under uniform noise.
+
+    With ``jitter`` each read adds fresh noise from torch's global generator, as augmentation would, so
+    a resumed run only matches when the generator states are restored.
+    """
+
+    def __init__(self, n: int, modality: str = "rgb", size: tuple[int, int, int] = TINY_SIZE,
+                 num_classes: int = len(CLASSES), seed: int = 0, jitter: float = 0.0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        t, h, w = size
+        self.labels = torch.arange(n) % num_classes
+        self.inputs: dict[str, torch.Tensor] = {}
+        for key, channels in (("rgb", 3), ("flow", 2)):
+            if modality in (key, "twin", f"i3d-{key}"):
+                clips = torch.rand(n, channels, t, h, w, generator=generator) * 0.5
+                for i, label in enumerate(self.labels.tolist()):
+                    row, column = divmod(label % 4, 2)
+                    clips[i, :, :, row * h // 2:(row + 1) * h // 2, column * w // 2:(column + 1) * w // 2] += 0.5
+                self.inputs[key] = clips if key == "rgb" else clips * 2 - 1
+        self.jitter = jitter
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        inputs = {k: v[index] for k, v in self.inputs.items()}
+        if self.jitter:
+            inputs = {k: v + self.jitter * torch.randn(v.shape) for k, v in inputs.items()}
+        return inputs, int(self.labels[index])
+
+
+def tiny_config(modality: str = "rgb", block: str = "none", **train: object) -> Config:
+    cfg = override(PRESETS["cpu-small"], "model", modality=modality, block=block, num_classes=len(CLASSES),
+                   input_size=TINY_SIZE, channels=(4, 4, 4), num_features=8)
+    cfg = override(cfg, "data", num_workers=0)
+    return override(cfg, "train", **{"epochs": 3, "batch_size": 4, "scheduler": "constant", **train})
+
+
+def tiny_data(modality: str = "rgb", n_train: int = 16, n_val: int = 8, jitter: float = 0.0) -> TrainData:
+    return TrainData(train=SignalClips(n_train, modality, seed=1, jitter=jitter),
+                     validation=SignalClips(n_val, modality, seed=2), classes=CLASSES, flow_scale=2.0,
+                     prep={"width": 160, "flow": "dis", "roi_smoothing": 2.0, "flow_scale_sigmas": 3.0})

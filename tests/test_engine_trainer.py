@@ -1,0 +1,120 @@
+"""The training loop on tiny in-memory clips: it learns, resumes exactly, reloads the best state, writes its run."""
+
+import json
+
+import pytest
+import torch
+
+from engine_helpers import one_thread, tiny_config, tiny_data
+from tstcnn.config import override
+from tstcnn.engine.checkpoint import load_checkpoint, load_run
+from tstcnn.engine.trainer import fit, read_metrics
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+_TIMING = ("epoch_seconds", "train_samples_per_second")
+
+
+def _without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in _TIMING} for row in rows]
+
+
+class _Kill(Exception):
+    pass
+
+
+def _kill_after(epoch):
+    def callback(row):
+        if row["epoch"] == epoch:
+            raise _Kill
+
+    return callback
+
+
+def test_tiny_model_learns_well_above_chance(tmp_path):
+    # Four classes (chance 25%), quadrant signal under noise; deterministic on the CPU for this seed.
+    cfg = override(tiny_config(epochs=8, lr=0.01, momentum=0.9, batch_size=8, seed=0), "model", channels=(4, 8, 8),
+                   num_features=16)
+    run = fit(cfg, tiny_data(n_train=64, n_val=32, jitter=0.05), tmp_path / "run", progress=False)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert max(r["val_accuracy"] for r in rows) >= 0.75  # ≥ 3 × chance
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    loaded = load_run(run, "best")
+    assert loaded.epoch == max(rows, key=lambda r: r["val_accuracy"])["epoch"]
+    data = tiny_data(n_train=64, n_val=32)
+    inputs = torch.stack([data.validation[i][0]["rgb"] for i in range(32)])
+    labels = torch.tensor([data.validation[i][1] for i in range(32)])
+    with torch.no_grad():
+        accuracy = (loaded.model(rgb=inputs).argmax(1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(max(r["val_accuracy"] for r in rows))
+
+
+def test_run_folder_holds_the_contract_files(tmp_path):
+    run = fit(tiny_config(epochs=2), tiny_data(), tmp_path / "run", progress=False)
+    for name in ("config.yaml", "classes.json", "store.json", "metrics.jsonl", "curves.png", "checkpoints/best.pt",
+                 "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir())
+    assert json.loads((run / "classes.json").read_text())[-1] == "Negative"
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and set(last) >= {"model", "optimizer", "scheduler", "scaler", "rng", "flow_scale",
+                                                "prep", "best_accuracy"}
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        fit(tiny_config(epochs=2), tiny_data(), run, progress=False)
+
+
+@pytest.mark.parametrize(("block", "accuracy_drop"), [("none", 1.5), ("attention", 1.0)])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, block, accuracy_drop):
+    # Re-scheduler with short windows, so learning-rate changes and best-state reloads happen on the way,
+    # and noise drawn from the global generator in every read, so generator states must be restored.
+    cfg = tiny_config(block=block, epochs=4, scheduler="paper", recent_window=1, previous_window=1, patience=1,
+                      accuracy_drop=accuracy_drop, momentum=0.9)
+    cfg = override(cfg, "model", num_blocks=1)
+    data = {"n_train": 8, "n_val": 4, "jitter": 0.1}
+    whole = fit(cfg, tiny_data(**data), tmp_path / "whole", progress=False)
+    broken = tmp_path / "broken"
+    with pytest.raises(_Kill):
+        fit(cfg, tiny_data(**data), broken, progress=False, on_epoch_end=_kill_after(2))
+    # As if the process died after writing epoch 3's metrics row but before its checkpoint.
+    with open(broken / "metrics.jsonl", "a") as stream:
+        stream.write(json.dumps({"epoch": 3, "val_accuracy": 0.0}) + "\n")
+    fit(cfg, tiny_data(**data), broken, resume=True, progress=False)
+    assert any(r["lr_change"] for r in read_metrics(whole / "metrics.jsonl")), "the schedule changed on the way"
+    expected, resumed = read_metrics(whole / "metrics.jsonl"), read_metrics(broken / "metrics.jsonl")
+    assert _without_timing(resumed) == _without_timing(expected)
+    for which in ("last", "best"):
+        a = load_checkpoint(whole / "checkpoints" / f"{which}.pt")
+        b = load_checkpoint(broken / "checkpoints" / f"{which}.pt")
+        assert a["epoch"] == b["epoch"]
+        for key, value in a["model"].items():
+            torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=f"{which} {key}")
+
+
+def test_resume_without_checkpoint_starts_fresh_and_checks_architecture(tmp_path):
+    run = fit(tiny_config(epochs=1), tiny_data(), tmp_path / "run", resume=True, progress=False)
+    assert len(read_metrics(run / "metrics.jsonl")) == 1
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(tiny_config(block="residual", epochs=2), tiny_data(), run, resume=True, progress=False)
+
+
+def test_change_reloads_best_weights_and_optimizer(tmp_path):
+    # accuracy_drop > 1 makes every epoch "drop" below the best: a change (and a reload) after each epoch.
+    cfg = tiny_config(epochs=5, scheduler="paper", accuracy_drop=1.5, momentum=0.9)
+    run = fit(cfg, tiny_data(jitter=0.1), tmp_path / "run", progress=False)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["lr_change"] for r in rows] == ["accuracy_drop"] * 5
+    assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5, 1e-2])
+    last, best = load_checkpoint(run / "checkpoints" / "last.pt"), load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]
+    for key, value in best["model"].items():
+        torch.testing.assert_close(last["model"][key], value, rtol=0, atol=0)
+    for index, state in best["optimizer"]["state"].items():
+        torch.testing.assert_close(last["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"],
+                                   rtol=0, atol=0)
+
+
+def test_bf16_autocast_trains_and_rejects_unknown_precision(tmp_path):
+    run = fit(tiny_config(epochs=1, precision="bf16"), tiny_data(), tmp_path / "run", progress=False)
+    assert read_metrics(run / "metrics.jsonl")[0]["train_loss"] > 0
+    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+        fit(tiny_config(epochs=1, precision="fp8"), tiny_data(), tmp_path / "other", progress=False)
