@@ -1,0 +1,61 @@
+"""tstcnn evaluate on a tiny trained run: results.json keys and values, confusion files, summary."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from engine_helpers import CLASSES, SignalClips, one_thread, tiny_config, tiny_data
+from tstcnn.engine.evaluate import evaluate, write_results
+from tstcnn.engine.metrics import classification_report
+from tstcnn.engine.trainer import fit
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return fit(tiny_config(epochs=2, lr=0.01, momentum=0.9), tiny_data(n_train=16, n_val=8),
+               tmp_path_factory.mktemp("eval") / "run", progress=False)
+
+
+def test_results_json_has_accuracies_per_split_and_confusions(run):
+    datasets = {"train": SignalClips(16, seed=1), "validation": SignalClips(8, seed=2), "test": SignalClips(12, seed=3)}
+    results = evaluate(run, datasets=datasets, progress=False)
+    on_disk = json.loads((run / "results.json").read_text())
+    assert on_disk == results
+    for split in ("train", "validation", "test"):
+        assert 0.0 <= results[f"{split}_accuracy"] <= 1.0
+    assert results["splits"]["test"]["num_samples"] == 12
+    assert results["primary_split"] == "test" and results["confusion_matrix"] == results["splits"]["test"][
+        "confusion_matrix"]
+    assert sum(map(sum, results["confusion_matrix"])) == 12
+    assert set(results["per_class"]) == set(CLASSES.classes)
+    assert results["epoch"] >= 1 and results["checkpoint"] == "best"
+    # The validation accuracy of the best checkpoint is the best one training saw.
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert results["validation_accuracy"] == pytest.approx(max(r["val_accuracy"] for r in rows))
+    for stem in ("confusion_test", "confusion_test_type", "confusion_test_hand", "confusion_test_type_hand",
+                 "confusion_validation"):
+        assert (run / f"{stem}.png").stat().st_size > 1000
+        assert (run / f"{stem}.csv").is_file()
+    with open(run / "confusion_test.csv") as stream:
+        table = list(csv.reader(stream))
+    assert table[0][1:] == list(CLASSES.classes)
+    assert np.array(table[1:], dtype=object)[:, 1:].astype(int).tolist() == results["confusion_matrix"]
+    summary = (run / "summary.md").read_text()
+    assert "| test | 12 |" in summary and "Per class (test)" in summary
+
+
+def test_evaluating_one_split_keeps_the_others(tmp_path):
+    report = classification_report([0, 1, 2, 3], [0, 1, 2, 0], CLASSES)
+    write_results(tmp_path, {"train": report, "test": report})
+    results = write_results(tmp_path, {"test": classification_report([0, 1], [1, 1], CLASSES)})
+    assert results["train_accuracy"] == 0.75 and results["test_accuracy"] == 0.5
+    assert results["validation_accuracy"] is None
+
+
+def test_unknown_split_is_an_error(run):
+    with pytest.raises(ValueError, match="unknown split"):
+        evaluate(run, ["dev"], datasets={}, progress=False)
