@@ -136,7 +136,9 @@ class _OnnxModel:
 
 class _TorchScriptModel:
     def __init__(self, path: Path, names: Sequence[str]) -> None:
-        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream, still the format
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
         self.names = tuple(names)
 
     def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:

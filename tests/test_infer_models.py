@@ -1,0 +1,220 @@
+"""predict / detect / export / visualize / scoring commands on a tiny run built through the checkpoint contract."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tstcnn.cli import main
+from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
+from tstcnn.engine.checkpoint import save_checkpoint
+from tstcnn.infer.detect import DetectOptions, detect_videos
+from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
+from tstcnn.infer.predict import PredictOptions, load_predictor, predict_videos
+from tstcnn.infer.windows import window_starts
+from tstcnn.io.mediaeval import Action, read_actions, read_submission, write_actions, write_submission
+from tstcnn.io.video import VideoWriter
+from tstcnn.models import build_model_from_config
+from tstcnn.viz.report import build_report
+
+CLASSES = ["Serve Forehand Loop", "Offensive Backhand Hit", "Negative"]
+INPUT = (8, 16, 16)
+
+
+def make_run(root, modality="twin", logit_scale=1e-3):
+    """A run folder as training writes it; the classifier is shrunk so logits are O(1), like a trained model's."""
+    cfg = Config(model=ModelConfig(modality=modality, input_size=INPUT, channels=(4, 4, 4), num_features=8,
+                                   num_classes=len(CLASSES)),
+                 prep=PrepConfig(width=32, flow="dis", roi_smoothing=1.0))
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg.model)
+    with torch.no_grad():
+        for parameter in model.classifier.parameters():
+            parameter.mul_(logit_scale)
+    data = config_to_dict(cfg)
+    save_checkpoint(root / "checkpoints" / "best.pt", config=data, classes=CLASSES, flow_scale=2.0,
+                    prep=data["prep"], epoch=1, model=model.state_dict())
+    (root / "config.yaml").write_text(yaml.safe_dump(data))
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    (root / "store.json").write_text(json.dumps({"store": "none", "flow_scale": 2.0, "prep": data["prep"]}))
+    return root
+
+
+def make_video(path, frames, width=64, height=48):
+    with VideoWriter(path, 25, width, height) as out:
+        for t in range(frames):
+            image = np.full((height, width, 3), 40, np.uint8)
+            x = 4 + (3 * t) % (width - 14)
+            image[16:28, x:x + 10] = 220
+            out.write(image)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("infer")
+    run = make_run(root / "run")
+    videos = root / "videos"
+    videos.mkdir()
+    make_video(videos / "clip.mp4", 20)
+    make_video(videos / "short.mp4", 5)
+    make_video(videos / "long.mp4", 40)
+    write_actions(videos / "long.xml", [Action(10, 30, "Serve Forehand Loop")])
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    return root, run, videos
+
+
+def test_predict_cli_writes_submission_and_csv_and_skips_unreadable_videos(workspace, tmp_path, capsys):
+    _, run, videos = workspace
+    rc = main(["predict", str(run), str(videos / "clip.mp4"), str(videos / "short.mp4"), str(videos / "broken.mp4"),
+               "--out", str(tmp_path), "--aggregation", "gaussian"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "broken.mp4" in skipped[0]
+    labels = read_submission(tmp_path / "submission.xml")
+    assert set(labels) == {"clip.mp4", "short.mp4"} and set(labels.values()) <= set(CLASSES)
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["video", "class", "score", "windows", *CLASSES]
+    by_name = {r.split(",")[0]: r.split(",") for r in rows[1:]}
+    assert by_name["clip.mp4"][3] == "5" and by_name["short.mp4"][3] == "1"   # a short clip has one padded window
+    for row in by_name.values():
+        scores = [float(v) for v in row[4:]]
+        assert sum(scores) == pytest.approx(1.0, abs=1e-5) and row[1] == CLASSES[int(np.argmax(scores))]
+
+
+def test_aggregations_differ_only_in_how_windows_are_combined(workspace):
+    _, run_dir, videos = workspace
+    run = load_predictor(run_dir)
+    results = {m: predict_videos(run, [videos / "clip.mp4"], PredictOptions(aggregation=m))[0][0]
+               for m in ("centre", "mean", "vote")}
+    assert results["centre"].windows == 1 and results["mean"].windows == 5
+    for prediction in results.values():
+        assert prediction.scores.sum() == pytest.approx(1.0)
+    assert results["vote"].label == results["vote"].label   # deterministic
+    assert not np.allclose(results["centre"].scores, results["mean"].scores)
+
+
+def test_detect_writes_xml_timeline_and_scores_against_truth_beside_the_video(workspace, tmp_path):
+    _, run_dir, videos = workspace
+    run = load_predictor(run_dir)
+    out = tmp_path / "detection"
+    detections, summary = detect_videos(run, [videos / "long.mp4", videos / "broken.mp4"], out,
+                                        DetectOptions(stride=2, min_length=1))
+    assert [d.video_id for d in detections] == ["long"]
+    assert len(summary["problems"]) == 1 and "broken.mp4" in summary["problems"][0]
+    (detection,) = detections
+    assert detection.frames == 40 and detection.frame_probs.shape == (40, 3)
+    assert detection.starts.tolist() == window_starts(40, INPUT[0], 2).tolist()
+    assert read_actions(out / "long.xml") == detection.actions
+    assert all(0 <= a.begin < a.end <= 40 and a.move in CLASSES[:2] for a in detection.actions)
+    assert (out / "long_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "detection.json").read_text())
+    assert saved["scores"]["videos"] == ["long"] and 0.0 <= saved["scores"]["frame_iou"] <= 1.0
+    assert saved["videos"]["long"]["windows"] == len(detection.starts)
+    assert DetectOptions().resolve(100).stride == 25   # default stride: a quarter of the window
+
+
+def test_report_holds_the_detection_timeline(workspace):
+    _, run_dir, videos = workspace
+    assert main(["detect", str(run_dir), str(videos / "long.mp4"), "--out", str(run_dir / "detection")]) == 0
+    page = build_report(run_dir).read_text()
+    png = (run_dir / "detection" / "long_timeline.png").read_bytes()
+    assert "Detection timelines" in page and base64.b64encode(png).decode() in page
+
+
+@pytest.mark.parametrize("modality, fmt", [("twin", "onnx"), ("twin", "torchscript"), ("rgb", "onnx")])
+def test_export_matches_pytorch_within_1e4(tmp_path, modality, fmt):
+    run_dir = make_run(tmp_path / "run", modality)
+    model_path, spec_path, parity = export_run(run_dir, tmp_path / f"model.{fmt}", fmt)
+    spec = json.loads(spec_path.read_text())
+    assert spec["classes"] == CLASSES and [i["name"] for i in spec["inputs"]] == list(input_names(modality))
+    assert spec["inputs"][0]["shape"][2:] == list(INPUT) and spec["flow_scale"] == 2.0
+    exported = load_export(model_path)
+    reference = load_predictor(run_dir).model
+    fresh = compare_outputs(reference, exported.model, input_names(modality), INPUT, batch=4)
+    assert fresh["logits_scale"] < 100   # logits of a realistic size, so the absolute bound means something
+    assert fresh["logits_absolute"] <= 1e-4 and fresh["probabilities"] <= 1e-4
+    assert parity["relative"] <= 1e-4
+
+
+def test_predict_runs_from_an_export_like_from_the_checkpoint(workspace, tmp_path):
+    _, run_dir, videos = workspace
+    model_path, _, _ = export_run(run_dir, tmp_path / "model.onnx", "onnx")
+    assert main(["predict", str(model_path), str(videos / "clip.mp4"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b")]) == 0
+    a = (tmp_path / "a" / "predictions.csv").read_text().splitlines()[1].split(",")
+    b = (tmp_path / "b" / "predictions.csv").read_text().splitlines()[1].split(",")
+    assert a[1] == b[1]
+    np.testing.assert_allclose([float(v) for v in a[4:]], [float(v) for v in b[4:]], atol=1e-4)
+
+
+def test_visualize_writes_grid_gif_and_mask_statistics(workspace, tmp_path):
+    _, run_dir, videos = workspace
+    rc = main(["visualize", str(run_dir), str(videos / "clip.mp4"), str(videos / "long.mp4"), "--out", str(tmp_path),
+               "--time-steps", "0,3,7"])
+    assert rc == 0
+    assert (tmp_path / "attention_grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "attention.gif").read_bytes()[:3] == b"GIF"
+    stats = json.loads((tmp_path / "mask_statistics.json").read_text())
+    assert stats["clips"] == ["clip", "long"]
+    assert {f"{m}.block{i}" for m in ("rgb", "flow") for i in (1, 2, 3)} == set(stats["blocks"])
+    for block in stats["blocks"].values():
+        assert 0.0 <= block["min"] <= block["mean"] <= block["max"] <= 1.0
+
+
+def test_bad_runs_and_empty_video_lists_are_one_line_errors(workspace, tmp_path, capsys):
+    _, run_dir, videos = workspace
+    (tmp_path / "empty_run").mkdir()
+    foreign = make_run(tmp_path / "foreign")
+    checkpoint = torch.load(foreign / "checkpoints" / "best.pt", weights_only=True)
+    checkpoint["version"] = 99
+    torch.save(checkpoint, foreign / "checkpoints" / "best.pt")
+    cases = [
+        (["predict", str(tmp_path / "empty_run"), str(videos / "clip.mp4")], "best.pt"),
+        (["detect", str(foreign), str(videos / "long.mp4"), "--out", str(tmp_path / "o")], "version 99"),
+        (["detect", str(run_dir), "--out", str(tmp_path / "o")], "give VIDEOs"),
+        (["predict", str(run_dir), str(videos / "broken.mp4"), "--out", str(tmp_path / "o")], "no clip could be"),
+        (["predict", str(tmp_path / "missing.onnx"), str(videos / "clip.mp4")], "missing.onnx"),
+    ]
+    for argv, expected in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and expected in errors[0], (argv, errors)
+    with pytest.raises(ValueError, match="no videos given"):
+        predict_videos(load_predictor(run_dir), [], PredictOptions())
+
+
+def test_score_commands_report_metrics_and_name_mismatched_videos(workspace, tmp_path, capsys):
+    _, _, videos = workspace
+    gt = tmp_path / "gt"
+    for name, label in (("1.mp4", "Negative"), ("2.mp4", "Negative"), ("3.mp4", "Serve Forehand Loop")):
+        (gt / label).mkdir(parents=True, exist_ok=True)
+        (gt / label / name).write_bytes(b"")
+    write_submission(tmp_path / "run.xml", {"1.mp4": "Negative", "2.mp4": "Serve Forehand Loop",
+                                            "3.mp4": "Serve Forehand Loop"})
+    assert main(["score-classification", str(tmp_path / "run.xml"), str(gt), "--out", str(tmp_path / "s")]) == 0
+    assert "accuracy 0.6667" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s" / "scores.json").read_text())["accuracy"] == pytest.approx(2 / 3)
+    assert (tmp_path / "s" / "confusion.png").is_file()
+    write_submission(tmp_path / "bad.xml", {"1.mp4": "Negative", "2.mp4": "Smash"})
+    assert main(["score-classification", str(tmp_path / "bad.xml"), str(gt)]) == 2
+    err = capsys.readouterr().err
+    assert "video '3.mp4': no prediction" in err and "video '2.mp4': unknown class 'Smash'" in err
+
+    truth_dir, pred_dir = tmp_path / "dgt", tmp_path / "dpred"
+    truth_dir.mkdir()
+    make_video(truth_dir / "v.mp4", 12)
+    write_actions(truth_dir / "v.xml", [Action(2, 8, "Serve Forehand Loop")])
+    write_actions(pred_dir / "v.xml", [Action(2, 8)])
+    assert main(["score-detection", str(pred_dir), str(truth_dir), "--out", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert "frame IoU over the set: 1.0000" in out and "mAP 2021" in out and "mAP 2022" in out
+    assert json.loads((tmp_path / "d.json").read_text())["map_2022"] == 1.0
+    write_actions(pred_dir / "v.xml", [Action(2, 15)])
+    assert main(["score-detection", str(pred_dir), str(truth_dir)]) == 2
+    assert "video 'v': stroke [2, 15) ends after the video's 12 frames" in capsys.readouterr().err
