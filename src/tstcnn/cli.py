@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tstcnn import __version__
+from tstcnn.config import Config
 
 __all__ = ["main", "build_parser"]
 
@@ -537,6 +538,154 @@ def _run_synth(args: argparse.Namespace) -> int:
               f"in {summary.out}")
     if args.preview is not None:
         print(f"wrote {write_preview(args.preview, classes, args.seed)}")
+    return 0
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``train`` and ``study``; each sets the config field of the same name (unset: the preset's)."""
+    parser.add_argument("--config", default="paper", metavar="NAME|YAML",
+                        help="preset (paper, cpu-small) or YAML config file (default: paper)")
+    parser.add_argument("--store", required=True, help="prepared store (tstcnn prepare --out)")
+    model = parser.add_argument_group("model (config section model)")
+    model.add_argument("--input-size", type=_parse_size, metavar="TxHxW", help="clip size (paper: 100x120x120)")
+    model.add_argument("--channels", type=_parse_size, metavar="AxBxC", help="filters of the 3 stages (30x60x80)")
+    model.add_argument("--num-features", type=int, help="width of each branch's FC layer (paper: 500)")
+    model.add_argument("--drop-rate", type=float, help="dropout before the classifier")
+    train = parser.add_argument_group("training (config section train)")
+    train.add_argument("--epochs", type=int, help="epochs (paper: 500 for Table II, ~1000-1500 for Table III)")
+    train.add_argument("--batch-size", type=int, help="clips per step and per process (paper: 10, Twin 5)")
+    train.add_argument("--lr", type=float, help="initial learning rate (paper: 0.01)")
+    train.add_argument("--momentum", type=float, help="SGD momentum (authors' code: 0.5)")
+    train.add_argument("--weight-decay", type=float, help="SGD weight decay (authors' code: 0.005)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum")
+    train.add_argument("--scheduler", choices=("paper", "cosine", "step", "constant"),
+                       help="learning-rate schedule; paper = the loss-plateau re-scheduler of section IV-C")
+    train.add_argument("--recent-window", type=int, help="re-scheduler: epochs of the recent loss mean (25)")
+    train.add_argument("--previous-window", type=int, help="re-scheduler: epochs of the earlier loss mean (35)")
+    train.add_argument("--patience", type=int, help="re-scheduler: epochs between two changes (50)")
+    train.add_argument("--lr-factor", type=float, help="re-scheduler and step: factor of a change (0.1)")
+    train.add_argument("--lr-min", type=float, help="re-scheduler: below this the rate goes back to --lr (1e-5)")
+    train.add_argument("--accuracy-drop", type=float,
+                       help="re-scheduler: validation accuracy below this x best changes the rate at once (0.7)")
+    train.add_argument("--step-size", type=int, help="scheduler step: epochs between divisions")
+    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last 3D memory format")
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    train.add_argument("--checkpoint-attention", action=argparse.BooleanOptionalAction, default=None,
+                       help="recompute attention blocks in the backward pass (less memory)")
+    train.add_argument("--seed", type=int, help="seed of initialisation, shuffling and augmentation")
+    parser.add_argument("--num-workers", type=int, help="data-loader worker processes (data.num_workers)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _training_config(args: argparse.Namespace) -> Config:
+    from tstcnn.config import load_config, override
+
+    cfg = load_config(args.config)
+    cfg = override(cfg, "model", input_size=args.input_size, channels=args.channels, num_features=args.num_features,
+                   drop_rate=args.drop_rate, **{k: getattr(args, k, None) for k in ("modality", "block",
+                                                                                      "num_blocks")})
+    cfg = override(cfg, "data", num_workers=args.num_workers)
+    fields = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "scheduler", "recent_window",
+              "previous_window", "patience", "lr_factor", "lr_min", "accuracy_drop", "step_size", "precision",
+              "channels_last", "compile", "checkpoint_attention", "seed")
+    return override(cfg, "train", **{k: getattr(args, k) for k in fields})
+
+
+@command
+def _train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model on a prepared store, the paper's way",
+        description="Train RGB, Flow, Twin (with or without attention) or an I3D stream with SGD + Nesterov and "
+                    "the paper's learning-rate re-scheduler. RUN_DIR gets config.yaml, checkpoints/{best,last}.pt, "
+                    "metrics.jsonl, curves.png and tensorboard/. A killed run continues with --resume. For several "
+                    "GPUs or machines launch it with torchrun (see the README); --batch-size is per process.")
+    _add_training_options(parser)
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (or resume)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.pt")
+    parser.add_argument("--modality", choices=("rgb", "flow", "twin", "i3d-rgb", "i3d-flow"),
+                        help="input streams (model.modality)")
+    parser.add_argument("--block", choices=("none", "residual", "attention"), help="block after each stage")
+    parser.add_argument("--num-blocks", type=int, help="stages with a block, from the first (0-3)")
+    parser.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tstcnn.config import override
+    from tstcnn.engine.trainer import read_metrics, train
+    from tstcnn.prep.store import Store
+
+    store = Store(args.store)
+    cfg = override(_training_config(args), "model", num_classes=len(store.classes))
+    run_dir = train(cfg, store, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    if os.environ.get("RANK", "0") == "0":
+        rows = read_metrics(run_dir / "metrics.jsonl")
+        best = max(rows, key=lambda r: r["val_accuracy"], default=None)
+        if best is not None:
+            print(f"best validation accuracy {best['val_accuracy']:.1%} at epoch {best['epoch']}; "
+                  f"checkpoints in {run_dir / 'checkpoints'}; next: tstcnn evaluate {run_dir}")
+    return 0
+
+
+@command
+def _evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score a trained run on train / validation / test",
+        description="Classify the centred clips of each split with the run's best checkpoint and write "
+                    "RUN_DIR/results.json (accuracy per split as fractions, per-class precision/recall/F1, "
+                    "confusion matrices), confusion_<split>[_<grouping>].png/.csv (21 classes; by type, hand, "
+                    "type+hand) and summary.md.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a tstcnn train run folder")
+    parser.add_argument("--split", action="append", choices=("train", "validation", "test"), dest="splits",
+                        help="split to score; repeat for several (default: all three)")
+    parser.add_argument("--store", default=None, help="prepared store (default: the one in RUN_DIR/store.json)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which state (default: best)")
+    parser.add_argument("--batch-size", type=int, help="clips per batch (default: the run's train.batch_size)")
+    parser.add_argument("--num-workers", type=int, help="data-loader workers (default: the run's data.num_workers)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from tstcnn.engine.evaluate import SPLITS, evaluate
+
+    results = evaluate(args.run_dir, args.splits or SPLITS, store=args.store, which=args.checkpoint,
+                       device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+                       progress=not args.quiet)
+    for split, report in results["splits"].items():
+        print(f"{split:<11} {report['accuracy']:7.1%}  ({report['num_samples']} clips)")
+    print(f"wrote {os.path.join(args.run_dir, 'results.json')} and summary.md, confusion_*.png/csv")
+    return 0
+
+
+@command
+def _study(subparsers: argparse._SubParsersAction) -> None:
+    from tstcnn.engine.study import FUSION, STUDY_MODELS
+
+    names = [e.name for e in (*STUDY_MODELS, FUSION)]
+    parser = subparsers.add_parser(
+        "study", help="train and score the paper's model grid (Tables II/III, Figure 6)",
+        description="Train RGB, Flow and Twin, each without and with attention, and the I3D RGB and Flow streams "
+                    "(scored alone and by late fusion) with the same settings; write OUT/study.md and study.csv "
+                    "(train/validation/test accuracy, epochs to 90%% of the best validation accuracy) and "
+                    "OUT/fig6_validation_accuracy.png. Re-running continues an interrupted study.")
+    _add_training_options(parser)
+    parser.add_argument("--out", required=True, metavar="OUT", help="study folder, one run folder per model")
+    parser.add_argument("--models", nargs="+", choices=names, metavar="NAME",
+                        help=f"subset of the grid (default: all): {', '.join(names)}")
+    parser.set_defaults(func=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from tstcnn.engine.study import run_study, study_table
+
+    rows = run_study(_training_config(args), args.store, args.out, models=args.models, device=args.device,
+                     progress=not args.quiet)
+    print(study_table(rows)[0], end="")
+    print(f"wrote {os.path.join(args.out, 'study.md')}, study.csv and fig6_validation_accuracy.png")
     return 0
 
 

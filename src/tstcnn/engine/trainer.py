@@ -129,12 +129,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, epoch: int,
-            sampler: torch.utils.data.Sampler | None, device: torch.device) -> DataLoader:
+            sampler: torch.utils.data.Sampler | None, device: torch.device, drop_last: bool = False) -> DataLoader:
     """A loader rebuilt each epoch so its workers' seeds depend on ``(seed, epoch)`` only, not on history."""
     generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
                       generator=generator, worker_init_fn=_worker_seeder(_epoch_seed(seed, epoch)),
-                      pin_memory=device.type == "cuda", drop_last=False)
+                      pin_memory=device.type == "cuda", drop_last=drop_last)
 
 
 def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, precision: str = "fp32",
@@ -370,9 +370,11 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(epoch)
             label = f"epoch {epoch + 1}/{train_cfg.epochs}"
+            # The incomplete last batch is dropped (a batch of one breaks batch norm), unless it is the only one.
+            drop_last = len(train_sampler) >= train_cfg.batch_size
             train_result = run_epoch(
                 model, _loader(data.train, train_cfg.batch_size, workers, train_cfg.seed, epoch, train_sampler,
-                               ctx.device),
+                               ctx.device, drop_last),
                 ctx, precision=train_cfg.precision, optimizer=optimizer, scaler=scaler,
                 channels_last=train_cfg.channels_last, description=f"{label} train", progress=progress)
             val_result = run_epoch(
