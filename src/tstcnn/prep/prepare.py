@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -234,6 +235,8 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
                 half = downsample_flow(flow)
                 track.add(half)
                 writer.add(yuv, half)
+                if _frames_done is not None and writer.frames % 16 == 0:
+                    _count_frames(16)
             problems = check_actions(item, writer.frames)
             if problems:
                 writer.abort()
@@ -246,6 +249,8 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
                                 "the decoded count is used")
             frames = writer.frames
             writer.finish(track.smoothed(prep, width, height), meta)
+            if _frames_done is not None:
+                _count_frames(frames % 16)
     except (VideoError, OSError) as exc:
         return VideoResult(item.id, problems=[str(exc)])
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others; its name is in the message
@@ -253,8 +258,19 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
     return VideoResult(item.id, frames, time.perf_counter() - start)
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # parallelism comes from the worker processes
+_frames_done: Any = None  # in a worker process: the shared frame counter the progress bar reads
+
+
+def _init_worker(counter: Any, single_thread: bool = True) -> None:
+    global _frames_done
+    _frames_done = counter
+    if single_thread:
+        cv2.setNumThreads(1)  # parallelism comes from the worker processes
+
+
+def _count_frames(count: int) -> None:
+    with _frames_done.get_lock():
+        _frames_done.value += count
 
 
 def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: PrepConfig, *, workers: int = 1,
@@ -264,6 +280,8 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
 
     ``max_videos`` stops after that many videos have been prepared (the rest stays to do, as after a kill).
     With fewer videos than workers, each video's flow runs in several threads instead, so the cores stay busy.
+    The progress bar counts videos and shows the frames per second of the frames done so far (live, also
+    inside long videos).
     """
     from tqdm.auto import tqdm
 
@@ -273,29 +291,34 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
     results: list[VideoResult] = []
     started = time.perf_counter()
     bar = tqdm(total=len(order), unit="video", desc="prepare", disable=not progress)
-    frames = 0
+    context = multiprocessing.get_context("spawn")
+    frames_done = context.Value("q", 0)
 
-    def record(result: VideoResult) -> None:
-        nonlocal frames
-        results.append(result)
-        frames += result.frames
-        bar.update(1)
-        bar.set_postfix(frames_per_s=f"{frames / max(1e-9, time.perf_counter() - started):.0f}",
+    def refresh(result: VideoResult | None = None) -> None:
+        if result is not None:
+            results.append(result)
+            bar.update(1)
+        bar.set_postfix(frames_per_s=f"{frames_done.value / max(1e-9, time.perf_counter() - started):.0f}",
                         failed=sum(not r.ok for r in results))
 
     processes = min(workers, len(order))
     flow_threads = max(1, workers // max(1, processes))
     try:
         if processes <= 1:
+            _init_worker(frames_done, single_thread=False)
             for item in order:
-                record(prepare_video(item, store_root, prep, decode_threads, flow_threads))
+                refresh(prepare_video(item, store_root, prep, decode_threads, flow_threads))
         else:
-            context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker) as pool:
-                jobs = [pool.submit(prepare_video, item, str(store_root), prep, decode_threads, flow_threads)
-                        for item in order]
-                for job in futures.as_completed(jobs):
-                    record(job.result())
+            with futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
+                                             initargs=(frames_done,)) as pool:
+                pending = {pool.submit(prepare_video, item, str(store_root), prep, decode_threads, flow_threads)
+                           for item in order}
+                while pending:
+                    done, pending = futures.wait(pending, timeout=0.5, return_when=futures.FIRST_COMPLETED)
+                    for job in done:
+                        refresh(job.result())
+                    if not done:
+                        refresh()
     finally:
         bar.close()
     return sorted(results, key=lambda r: r.id)
