@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tstcnn.cli import main
-from tstcnn.config import PrepConfig
+from tstcnn.config import PrepConfig, load_config, override
 from tstcnn.io.mediaeval import Action, write_actions
 from tstcnn.io.video import VideoWriter, count_frames, read_frames
 from tstcnn.prep.prepare import merge_shards, prepare_dataset, prepare_video_arrays
@@ -211,3 +211,27 @@ def test_flow_threads_give_the_same_arrays_in_order(tmp_path):
     np.testing.assert_array_equal(one.roi, three.roi)
     np.testing.assert_array_equal(one.flow[-1], one.flow[-2])  # the last frame repeats the last flow
     assert np.abs(one.flow[:-1]).max() > 1  # and the flows differ from frame to frame
+
+
+def test_killed_prepare_resumes_to_the_same_store(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _folders_dataset(tmp_path / "data", {f"v{i}": 30 for i in range(5)})
+    command = [sys.executable, "-m", "tstcnn.cli", "prepare", "--source", str(tmp_path / "data"), "--layout",
+               "folders", "--preset", "cpu-small", "--width", "64", "--flow", "farneback", "--workers", "1", "--quiet"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(killed.glob("videos/*/meta.json")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "manifest.json").exists() or process.returncode == 0
+    assert subprocess.run([*command, "--out", str(killed)], capture_output=True).returncode == 0
+    prep = override(load_config("cpu-small"), "prep", width=64, flow="farneback").prep
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", prep, progress=False)
+    _assert_same_store(tmp_path / "whole", killed)
+    assert not [p for p in (killed / "videos").iterdir() if p.name.startswith(".")]
