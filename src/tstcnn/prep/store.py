@@ -39,8 +39,9 @@ from tstcnn.config import PrepConfig
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.mediaeval import Action
 
-__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter", "write_video_entry", "finalize_store",
-           "complete_video_ids", "remove_incomplete", "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
+__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter", "write_video_entry",
+           "finalize_store", "complete_video_ids", "remove_incomplete", "downsample_flow", "library_versions",
+           "rgb_to_yuv420", "yuv420_to_rgb"]
 
 FORMAT = "tstcnn-store"
 VERSION = 1
