@@ -150,6 +150,10 @@ def test_shards_in_separate_stores_merge_into_the_same_store(tmp_path):
     assert main(["prepare", "--merge", "--out", str(tmp_path / "merged"), "--from", str(tmp_path / "s0"),
                  str(tmp_path / "s1")]) == 0
     _assert_same_store(tmp_path / "whole", tmp_path / "merged")
+    for index in (1, 0):  # shards on a shared file system write into one store
+        prepare_dataset(tmp_path / "data", "folders", tmp_path / "shared", PREP, shard=(index, 2), progress=False)
+    merge_shards(tmp_path / "shared")
+    _assert_same_store(tmp_path / "whole", tmp_path / "shared")
 
 
 def test_bad_inputs_are_named_skipped_and_the_rest_kept(tmp_path, capsys):
