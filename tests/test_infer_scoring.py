@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from tstcnn.infer.scoring import (IOU_THRESHOLDS, SubmissionError, interval_iou, map_2021, map_2022, match_strokes,

@@ -3,9 +3,10 @@
 ``export_run(RUN_DIR, OUT, "onnx")`` writes ``OUT`` (the model) and ``OUT`` with ``.json`` appended
 (the spec: input names, shapes and value ranges, class names, flow scale, preparation and model config),
 so ``tstcnn predict`` can prepare videos and read the output exactly as the run did. The export is checked
-against PyTorch on random inputs at export time (logits relative to their scale, and probabilities) and
-the differences are recorded in the spec. :func:`load_export` reads an export back as a :class:`ExportedRun`, which stands in for
-:class:`tstcnn.engine.checkpoint.LoadedRun` in :mod:`tstcnn.infer.predict`.
+against PyTorch on random inputs at export time (logits relative to their scale, and probabilities)
+and the differences are recorded in the spec. :func:`load_export` reads an export back as an
+:class:`ExportedRun`, which stands in for :class:`tstcnn.engine.checkpoint.LoadedRun` in
+:mod:`tstcnn.infer.predict`.
 
 The exported graph takes positional inputs in modality order (``rgb``, then ``flow``), each
 ``(batch, C, T, H, W)`` float32 with a dynamic batch, and returns logits ``(batch, classes)``.

@@ -17,7 +17,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from tstcnn.io.layouts import VIDEO_EXTENSIONS, SourceItem
 from tstcnn.io.mediaeval import write_submission
 from tstcnn.prep.store import Store, VideoEntry
 
-__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "ClipReader", "window_probabilities",
-           "classify_entry", "source_items", "prepared_store", "predict_store", "predict_videos", "write_predictions"]
+__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "ClipReader",
+           "window_probabilities", "classify_entry", "source_items", "prepared_store", "predict_store",
+           "predict_videos", "write_predictions"]
 
 EXPORT_SUFFIXES = (".onnx", ".ts", ".json")
 

@@ -51,7 +51,8 @@ def plot_timeline(path: str | Path, frame_probs: np.ndarray, classes: Sequence[s
     strokes = [c for c in range(len(classes)) if c != negative_index]
     shown = sorted({strokes[i] for i in np.unique(frame_probs[:, strokes].argmax(1))})
     palette = plt.get_cmap("tab20")
-    colours = {classes[c]: palette((2 * i) % 20 + (2 * i // 20) % 2) for i, c in enumerate(strokes)}  # dark shades first
+    # tab20 pairs a dark and a light shade: all dark shades first, so neighbouring classes differ in hue
+    colours = {classes[c]: palette((2 * i) % 20 + (2 * i // 20) % 2) for i, c in enumerate(strokes)}
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     top.plot(time, 1.0 - frame_probs[:, negative_index], color="black", lw=1.4, label="stroke (1 − p(Negative))")
     for c in shown:
