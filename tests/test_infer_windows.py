@@ -105,3 +105,19 @@ def test_mask_to_runs_and_segments_with_gaps_and_short_segments_dropped():
                                                                               Action(19, 25, "B")]
     with pytest.raises(ValueError, match="frames, 3"):
         frames_to_segments(probs[:, :2], classes, 2)
+
+
+def test_strided_windows_recover_stroke_boundaries_within_half_a_stride():
+    """Windows every 4 frames of an ideal classifier (stroke probability = fraction of the window inside a
+    stroke) give back the strokes, boundaries within the stride, through interpolation and smoothing."""
+    num_frames, size, stride = 200, 16, 4
+    inside = np.zeros(num_frames)
+    inside[40:72] = inside[120:150] = 1.0
+    starts = window_starts(num_frames, size, stride)
+    stroke = np.array([inside[window_indices(s, size, num_frames)].mean() for s in starts])
+    window_probs = np.stack([stroke, 1 - stroke], axis=1)
+    frames = smooth_frames(spread_to_frames(window_probs, window_centres(starts, size), num_frames), "gaussian", 16)
+    found = frames_to_segments(frames, ["Stroke", "Negative"], 1, min_length=8)
+    assert [a.move for a in found] == ["Stroke", "Stroke"]
+    for action, (begin, end) in zip(found, [(40, 72), (120, 150)]):
+        assert abs(action.begin - begin) <= stride and abs(action.end - end) <= stride, action
