@@ -38,12 +38,21 @@ def test_frame_centre_combines_peak_and_centre_of_gravity():
     norm = np.zeros((20, 30))
     norm[4:8, 10:14] = 2.0  # strongly moving patch, centre (11.5, 5.5)
     norm[5, 11] = 3.0  # its peak
-    x, y, found = frame_centre(norm, scale=2.0)
+    x, y, found = frame_centre(norm, scale=2.0, blur=1)
     weights = np.where(norm >= 1.5, norm, 0)
     cog = (np.arange(30) * weights.sum(0)).sum() / weights.sum(), (np.arange(20) * weights.sum(1)).sum() / weights.sum()
     assert found
     assert x == pytest.approx(((11 + cog[0]) / 2 + 0.5) * 2) and y == pytest.approx(((5 + cog[1]) / 2 + 0.5) * 2)
     assert frame_centre(np.full((20, 30), 0.1))[2] is False  # no real motion
+
+
+def test_an_isolated_spurious_vector_does_not_move_the_roi():
+    norm = np.zeros((40, 60))
+    norm[20:30, 40:52] = 3.0  # the player, centre (45.5, 24.5)
+    norm[2, 3] = 40.0  # one wild vector
+    x, y, found = frame_centre(norm)
+    assert found and abs(x - 46) < 5 and abs(y - 25) < 3  # pulled a little, not taken away
+    assert frame_centre(norm, blur=1)[0] < 30  # without the averaging, the wild vector wins
 
 
 def test_smoothing_fills_gaps_and_smooths():

@@ -2,20 +2,21 @@
 
 As in the authors' MediaEval 2019 and MTAP 2020 papers, the centre of a frame's region of interest combines
 the position of the maximum of the flow norm with the centre of gravity of the strongly moving pixels
-(norm ≥ ``strong`` × maximum, weighted by the norm). Frames with almost no motion give no estimate and are
+(norm ≥ ``strong`` × maximum, weighted by the norm), on the norm averaged over a few pixels. Frames with almost no motion give no estimate and are
 filled from their neighbours; the track is then smoothed with a Gaussian of ``prep.roi_smoothing`` frames.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 __all__ = ["frame_centre", "smooth_centres"]
 
 
-def frame_centre(norm: np.ndarray, scale: float = 1.0, strong: float = 0.5, min_motion: float = 0.5
-                 ) -> tuple[float, float, bool]:
+def frame_centre(norm: np.ndarray, scale: float = 1.0, strong: float = 0.5, min_motion: float = 0.5,
+                 blur: int = 5) -> tuple[float, float, bool]:
     """ROI centre ``(x, y, found)`` of one frame's flow norm ``(h, w)``.
 
     Args:
@@ -24,7 +25,11 @@ def frame_centre(norm: np.ndarray, scale: float = 1.0, strong: float = 0.5, min_
             centre is in full-resolution pixel coordinates.
         strong: pixels at or above this fraction of the maximum count as strongly moving.
         min_motion: below this maximum (pixels), the frame has no usable motion and ``found`` is False.
+        blur: the norm is first averaged over ``blur``×``blur`` pixels, so that an isolated spurious vector
+            (frequent with fast flow methods) cannot outweigh a moving body; 1 keeps it as it is.
     """
+    if blur > 1:
+        norm = cv2.blur(np.asarray(norm, np.float32), (blur, blur), borderType=cv2.BORDER_CONSTANT)
     peak = float(norm.max())
     h, w = norm.shape
     if not np.isfinite(peak) or peak < min_motion:
