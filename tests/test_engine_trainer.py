@@ -1,6 +1,7 @@
 """The training loop on tiny in-memory clips: it learns, resumes exactly, reloads the best state, writes its run."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -113,8 +114,12 @@ def test_change_reloads_best_weights_and_optimizer(tmp_path):
                                    rtol=0, atol=0)
 
 
-def test_bf16_autocast_trains_and_rejects_unknown_precision(tmp_path):
-    run = fit(tiny_config(epochs=1, precision="bf16"), tiny_data(), tmp_path / "run", progress=False)
-    assert read_metrics(run / "metrics.jsonl")[0]["train_loss"] > 0
+def test_bf16_autocast_and_channels_last_train_and_unknown_precision_is_refused(tmp_path):
+    cfg = tiny_config(block="attention", epochs=1, precision="bf16", channels_last=True)
+    run = fit(cfg, tiny_data(), tmp_path / "run", progress=False)
+    row = read_metrics(run / "metrics.jsonl")[0]
+    assert math.isfinite(row["train_loss"]) and 0 <= row["val_accuracy"] <= 1
+    assert all(v.dtype == torch.float32 for v in load_checkpoint(run / "checkpoints" / "last.pt")["model"].values()
+               if v.is_floating_point())
     with pytest.raises(ValueError, match="fp32, bf16, fp16"):
         fit(tiny_config(epochs=1, precision="fp8"), tiny_data(), tmp_path / "other", progress=False)

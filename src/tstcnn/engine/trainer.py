@@ -310,6 +310,7 @@ def fit(cfg: Config, data: TrainData, out_dir: str | Path, *, resume: bool = Fal
         resume: continue from ``out_dir/checkpoints/last.pt`` (a fresh start when there is none).
             Without it, a folder that already holds a run is an error, so no run is overwritten.
         device: ``cpu`` / ``cuda``; default CUDA when present.
+        progress: per-epoch tqdm bars (the one-line summary of each epoch is always printed, by rank 0).
         on_epoch_end: called with each epoch's metrics row after its checkpoint is written.
     """
     _check_train_config(cfg)
@@ -411,8 +412,7 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                 scaler=scaler.state_dict(), rng=rng, best_accuracy=best_accuracy,
                                 best_epoch=best_epoch)
-                if progress:
-                    tqdm.write(_summary_line(row, train_cfg.epochs))
+                tqdm.write(_summary_line(row, train_cfg.epochs))
             barrier(ctx)
             if on_epoch_end is not None:
                 on_epoch_end(row)
