@@ -13,7 +13,8 @@ from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.engine.checkpoint import save_checkpoint
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
-from tstcnn.infer.predict import PredictOptions, load_predictor, predict_videos
+from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,
+                                  source_items, window_probabilities)
 from tstcnn.infer.windows import window_starts
 from tstcnn.io.mediaeval import Action, read_actions, read_submission, write_actions, write_submission
 from tstcnn.io.video import VideoWriter
@@ -86,16 +87,38 @@ def test_predict_cli_writes_submission_and_csv_and_skips_unreadable_videos(works
         assert sum(scores) == pytest.approx(1.0, abs=1e-5) and row[1] == CLASSES[int(np.argmax(scores))]
 
 
-def test_aggregations_differ_only_in_how_windows_are_combined(workspace):
+def test_raw_videos_are_prepared_with_the_runs_settings_and_normalisation(workspace):
+    _, run_dir, videos = workspace
+    run = load_predictor(run_dir)
+    items, problems = source_items([videos])
+    assert problems == [] and [i.id for i in items] == ["broken", "clip", "long", "short"]
+    with prepared_store(items, run) as (store, problems):
+        assert len(problems) == 1 and "broken.mp4" in problems[0]
+        assert store.prep == run.prep and store.entry("clip").width == run.prep.width == 32
+        reader = ClipReader(store, run)
+        assert store.flow_scale == run.flow_scale == 2.0
+        window = reader.window("short", -2)   # a 5-frame video in an 8-frame window: edge frames repeat
+        assert window["rgb"].shape == (3, *INPUT) and window["flow"].shape == (2, *INPUT)
+        assert torch.equal(window["rgb"][:, 0], window["rgb"][:, 2]) and torch.equal(window["rgb"][:, 6],
+                                                                                      window["rgb"][:, 7])
+        assert float(window["flow"].abs().max()) <= 1.0
+
+
+def test_aggregations_combine_the_clips_evenly_spaced_windows(workspace):
     _, run_dir, videos = workspace
     run = load_predictor(run_dir)
     results = {m: predict_videos(run, [videos / "clip.mp4"], PredictOptions(aggregation=m))[0][0]
                for m in ("centre", "mean", "vote")}
-    assert results["centre"].windows == 1 and results["mean"].windows == 5
-    for prediction in results.values():
-        assert prediction.scores.sum() == pytest.approx(1.0)
-    assert results["vote"].label == results["vote"].label   # deterministic
-    assert not np.allclose(results["centre"].scores, results["mean"].scores)
+    assert results["centre"].windows == 1 and results["mean"].windows == results["vote"].windows == 5
+    items, _ = source_items([videos / "clip.mp4"])
+    with prepared_store(items, run) as (store, _):
+        reader = ClipReader(store, run)
+        probs = window_probabilities(run, reader, "clip", [0, 3, 6, 9, 12], batch_size=2)   # 20 frames, T = 8
+        centre = window_probabilities(run, reader, "clip", [6], batch_size=1)[0]
+    np.testing.assert_allclose(results["mean"].scores, probs.mean(0), atol=1e-6)
+    np.testing.assert_allclose(results["centre"].scores, centre, atol=1e-6)
+    votes = np.bincount(probs.argmax(1), minlength=3)
+    np.testing.assert_allclose(results["vote"].scores, (votes + probs.mean(0)) / 6, atol=1e-6)
 
 
 def test_detect_writes_xml_timeline_and_scores_against_truth_beside_the_video(workspace, tmp_path):
