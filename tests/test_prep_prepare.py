@@ -188,6 +188,7 @@ def test_bad_inputs_are_named_skipped_and_the_rest_kept(tmp_path, capsys):
     assert "garbled.mkv: decoding failed" in err and "sound.mkv: no video stream" in err
     assert "error: 7 input(s) skipped" in err
     store = Store(out)
+    assert store.manifest["preset"] == "cpu-small" and store.prep.flow == "dis" and store.prep.width == 64
     assert [e.id for e in store.videos()] == ["good"] and len(store.manifest["problems"]) == 7
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["good"]  # nothing half-written
 
@@ -236,6 +237,6 @@ def test_killed_prepare_resumes_to_the_same_store(tmp_path):
     assert not (killed / "manifest.json").exists() or process.returncode == 0
     assert subprocess.run([*command, "--out", str(killed)], capture_output=True).returncode == 0
     prep = override(load_config("cpu-small"), "prep", width=64, flow="farneback").prep
-    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", prep, progress=False)
+    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", prep, preset="cpu-small", progress=False)
     _assert_same_store(tmp_path / "whole", killed)
     assert not [p for p in (killed / "videos").iterdir() if p.name.startswith(".")]

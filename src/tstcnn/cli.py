@@ -161,7 +161,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         summary = prepare_dataset(args.source, args.layout, args.out, prep, classes=classes, workers=args.workers,
                                   decode_threads=args.decode_threads,
                                   shard=parse_shard(args.shard) if args.shard else None,
-                                  max_videos=args.max_videos, progress=not args.quiet)
+                                  max_videos=args.max_videos, preset=args.preset, progress=not args.quiet)
     for line in summary_lines(summary):
         print(line)
     for problem in summary.problems:

@@ -351,9 +351,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _check_settings(root: Path, prep: PrepConfig, layout: str, source: Path) -> None:
+def _check_settings(root: Path, prep: PrepConfig, layout: str, source: Path, preset: str | None) -> None:
     """Record the prep settings at the first run; refuse to resume a store made with other settings."""
-    settings = {"prep": asdict(prep), "layout": layout, "source": str(source.resolve())}
+    settings = {"prep": asdict(prep), "layout": layout, "source": str(source.resolve()), "preset": preset}
     path = root / SETTINGS
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -367,7 +367,7 @@ def _check_settings(root: Path, prep: PrepConfig, layout: str, source: Path) -> 
 
 def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: PrepConfig, *,
                     classes: Sequence[str] | None = None, workers: int = 1, decode_threads: int = 1,
-                    shard: tuple[int, int] | None = None, max_videos: int | None = None,
+                    shard: tuple[int, int] | None = None, max_videos: int | None = None, preset: str | None = None,
                     progress: bool = True, log: Callable[[str], None] = print) -> PrepareSummary:
     """Read ``source`` in ``layout`` and prepare it into the store ``out`` (resuming what is there).
 
@@ -380,7 +380,7 @@ def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: Prep
         raise ValueError(f"prep width {prep.width}: needs an even number of pixels, at least 16")
     create_flow(prep.flow)  # an unknown method fails here, not once per video
     scan = read_layout(layout, source, classes)
-    _check_settings(root, prep, layout, source)
+    _check_settings(root, prep, layout, source, preset)
     items = scan.items
     if shard is not None:
         items = items[shard[0]::shard[1]]
@@ -406,7 +406,7 @@ def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: Prep
         atomic_write_text(root / SHARDS / f"{shard[0]}-of-{shard[1]}.json", json.dumps(record, indent=1) + "\n")
     elif not unfinished:
         manifest = finalize_store(root, prep, scan.classes, layout=layout, source=str(source.resolve()),
-                                  videos=finished, problems=problems)
+                                  videos=finished, problems=problems, preset=preset)
     prepared = [r for r in results if r.ok]
     return PrepareSummary(len(prepared), len(items) - len(todo), sum(r.frames for r in prepared), seconds,
                           problems, manifest)
@@ -449,7 +449,8 @@ def merge_shards(out: str | Path, others: Sequence[str | Path] = ()) -> PrepareS
     problems = list(dict.fromkeys(p for r in records for p in r["problems"]))
     classes = records[0]["classes"]
     manifest = finalize_store(root, PrepConfig(**settings["prep"]), classes, layout=settings["layout"],
-                              source=settings["source"], videos=videos, problems=problems)
+                              source=settings["source"], videos=videos, problems=problems,
+                              preset=settings.get("preset"))
     frames = sum(json.loads((root / VIDEOS / v / META).read_text(encoding="utf-8"))["frames"] for v in videos)
     return PrepareSummary(0, len(videos), frames, 0.0, problems, manifest)
 

@@ -294,7 +294,7 @@ def flow_scale_from_maxima(maxima: Sequence[np.ndarray], sigmas: float) -> float
 
 def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[str], *, layout: str = "arrays",
                    source: str | None = None, videos: Sequence[str] | None = None,
-                   problems: Sequence[str] = ()) -> Path:
+                   problems: Sequence[str] = (), preset: str | None = None) -> Path:
     """Write ``manifest.json`` for the complete video folders (or the given ids) and return its path.
 
     ``flow_scale`` comes from the train split's per-frame flow maxima (all videos when there is no train split).
@@ -313,7 +313,7 @@ def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[s
     maxima = [np.load(root / VIDEOS / v / "flow_max.npy") for v in scale_ids]
     manifest = {
         "format": FORMAT, "version": VERSION,
-        "prep": {k: getattr(prep, k) for k in prep.__dataclass_fields__},
+        "preset": preset, "prep": {k: getattr(prep, k) for k in prep.__dataclass_fields__},
         "libraries": library_versions(), "layout": layout, "source": source,
         "classes": list(classes),
         "flow_scale": flow_scale_from_maxima(maxima, prep.flow_scale_sigmas),
