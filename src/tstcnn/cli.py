@@ -424,6 +424,8 @@ def _visualize(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("clips", nargs="+", metavar="CLIP",
                         help="video files (prepared with the run's settings), or video ids of --store")
     parser.add_argument("--store", default=None, help="read CLIPs as video ids from this prepared store")
+    parser.add_argument("--stats-split", default=None,
+                        help="with --store: also gather the mask statistics over every clip of this split")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/attention)")
     parser.add_argument("--time-steps", default=None, metavar="T,T,…",
                         help="frames of the window shown in the grid (default: five evenly spaced)")
@@ -448,7 +450,12 @@ def _run_visualize(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir()
                                            else Path(args.run_dir).parent) / "attention"
     if args.store:
-        paths = visualize_attention(run, Store(args.store), args.clips, out, steps, gif=not args.no_gif)
+        store = Store(args.store)
+        extra = [e.id for e in store.videos(args.stats_split) if e.id not in args.clips] if args.stats_split else []
+        paths = visualize_attention(run, store, [*args.clips, *extra], out, steps, gif=not args.no_gif,
+                                    progress=True)
+    elif args.stats_split:
+        raise UsageError("--stats-split needs --store")
     else:
         items, problems = source_items(args.clips)
         with prepared_store(items, run, args.work_dir) as (store, more):

@@ -25,11 +25,14 @@ __all__ = ["visualize_attention"]
 
 
 def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_dir: str | Path,
-                        time_steps: Sequence[int] | None = None, gif: bool = True) -> dict[str, Path]:
+                        time_steps: Sequence[int] | None = None, gif: bool = True,
+                        progress: bool = False) -> dict[str, Path]:
     """Write ``attention_grid.png``, ``attention.gif`` (first clip) and ``mask_statistics.json`` (all clips).
 
     Raises ``ValueError`` for a model without attention blocks or an export (masks need the PyTorch model).
     """
+    from tqdm import tqdm
+
     from tstcnn.viz.attention import MaskStatistics, collect_masks, save_attention_animation, save_attention_grid
 
     if not isinstance(run.model, torch.nn.Module) or not hasattr(run.model, "attention_masks"):
@@ -43,7 +46,7 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
     statistics = MaskStatistics()
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
-    for i, video_id in enumerate(video_ids):
+    for i, video_id in enumerate(tqdm(video_ids, desc="attention", unit="clip", disable=not progress)):
         entry = store.entry(video_id)
         reader.check(entry)
         start = int(clip_window_starts(entry.frames, length, 1)[0])
