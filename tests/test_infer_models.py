@@ -183,7 +183,7 @@ def test_visualize_writes_grid_gif_and_mask_statistics(workspace, tmp_path):
     assert (tmp_path / "attention_grid.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "attention.gif").read_bytes()[:3] == b"GIF"
     stats = json.loads((tmp_path / "mask_statistics.json").read_text())
-    assert stats["clips"] == ["clip", "long"]
+    assert stats["clips"] == ["clip", "long"] and stats["windows"] == 2
     assert {f"{m}.block{i}" for m in ("rgb", "flow") for i in (1, 2, 3)} == set(stats["blocks"])
     for block in stats["blocks"].values():
         assert 0.0 <= block["min"] <= block["mean"] <= block["max"] <= 1.0

@@ -1,10 +1,11 @@
 """Paper Fig. 5 from a trained run: the soft mask of every attention block over a clip, and mask statistics.
 
-For the first clip, the centred window is run through the model and each block's mask (eqs. 2–5) is
+For the first clip, its first window is run through the model and each block's mask (eqs. 2–5) is
 reduced over channels, min-max normalised, resized to the input and overlaid on the RGB frames
 (:mod:`tstcnn.viz.attention`): a PNG grid at chosen time steps and an animated GIF. Over all the clips given,
 the range and mean of the raw mask values per block are gathered (the paper quotes 0.35–0.65) and written
-as JSON.
+as JSON. A trimmed clip gives its centred window; an annotated long video one window centred on each
+of its strokes.
 """
 
 from __future__ import annotations
@@ -19,15 +20,22 @@ import torch
 from tstcnn.infer.predict import ClipReader
 from tstcnn.infer.windows import clip_window_starts
 from tstcnn.io.atomic import atomic_write_text
-from tstcnn.prep.store import Store
+from tstcnn.prep.store import Store, VideoEntry
 
-__all__ = ["visualize_attention"]
+__all__ = ["clip_starts", "visualize_attention"]
+
+
+def clip_starts(entry: VideoEntry, length: int) -> list[int]:
+    """Window starts of a stored video: one centred on each stroke of an annotated video, else the centred one."""
+    if entry.actions:
+        return [(a.begin + min(a.end, entry.frames) - length) // 2 for a in entry.actions]
+    return [int(clip_window_starts(entry.frames, length, 1)[0])]
 
 
 def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_dir: str | Path,
                         time_steps: Sequence[int] | None = None, gif: bool = True,
                         progress: bool = False) -> dict[str, Path]:
-    """Write ``attention_grid.png``, ``attention.gif`` (first clip) and ``mask_statistics.json`` (all clips).
+    """Write ``attention_grid.png``, ``attention.gif`` (first window) and ``mask_statistics.json`` (all windows).
 
     Raises ``ValueError`` for a model without attention blocks or an export (masks need the PyTorch model).
     """
@@ -46,23 +54,25 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
     statistics = MaskStatistics()
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
-    for i, video_id in enumerate(tqdm(video_ids, desc="attention", unit="clip", disable=not progress)):
+    windows = 0
+    for video_id in tqdm(video_ids, desc="attention", unit="clip", disable=not progress):
         entry = store.entry(video_id)
         reader.check(entry)
-        start = int(clip_window_starts(entry.frames, length, 1)[0])
-        inputs = {k: v[None].to(device) for k, v in reader.window(video_id, start).items()}
-        masks = collect_masks(run.model, **inputs)
-        if not masks:
-            raise ValueError(f"{run.path}: the model ({run.config.model.block} blocks) has no attention masks")
-        statistics.update(masks)
-        if i == 0:
-            rgb = display.window(video_id, start)["rgb"]
-            first = {name: mask[0] for name, mask in masks.items()}
-            title = f"{video_id}: frames {max(start, 0)}–{min(start + length, entry.frames) - 1}"
-            paths["grid"] = save_attention_grid(out_dir / "attention_grid.png", rgb, first, time_steps, title)
-            if gif:
-                paths["gif"] = save_attention_animation(out_dir / "attention.gif", rgb, first)
-    summary = {"clips": list(video_ids), "blocks": statistics.summary()}
+        for start in clip_starts(entry, length):
+            inputs = {k: v[None].to(device) for k, v in reader.window(video_id, start).items()}
+            masks = collect_masks(run.model, **inputs)
+            if not masks:
+                raise ValueError(f"{run.path}: the model ({run.config.model.block} blocks) has no attention masks")
+            statistics.update(masks)
+            windows += 1
+            if windows == 1:  # the figures show the first window
+                rgb = display.window(video_id, start)["rgb"]
+                first = {name: mask[0] for name, mask in masks.items()}
+                title = f"{video_id}: frames {max(start, 0)}–{min(start + length, entry.frames) - 1}"
+                paths["grid"] = save_attention_grid(out_dir / "attention_grid.png", rgb, first, time_steps, title)
+                if gif:
+                    paths["gif"] = save_attention_animation(out_dir / "attention.gif", rgb, first)
+    summary = {"clips": list(video_ids), "windows": windows, "blocks": statistics.summary()}
     paths["statistics"] = out_dir / "mask_statistics.json"
     atomic_write_text(paths["statistics"], json.dumps(summary, indent=1) + "\n")
     return paths
