@@ -18,7 +18,7 @@ import numpy as np
 from tstcnn.io.mediaeval import Action
 from tstcnn.synth.nuisance import Nuisance, sample_body, sample_nuisance, sample_timing
 from tstcnn.synth.player import L_WRIST, RACKET_CENTRE, Body, Joints, Pose, draw_player, pose_joints
-from tstcnn.synth.scene import TABLE_HEIGHT, TABLE_LENGTH, Camera, draw_background, draw_table, look_at
+from tstcnn.synth.scene import TABLE_HEIGHT, TABLE_LENGTH, Camera, DrawOp, draw_background, draw_ops, look_at, table_ops
 from tstcnn.synth.strokes import BallPlan, Key, Program, Segment, build_pose, program_for
 from tstcnn.taxonomy import NEGATIVE, TTSTROKE21_CLASSES
 
@@ -64,6 +64,7 @@ class VideoPlan:
     shake: np.ndarray  # (N, 2) integer pixel offsets
     ball: np.ndarray  # (N, 3) world position, NaN when hidden
     distractor: tuple[Joints, Body] | None
+    table: list[DrawOp | None]  # drawn per frame over the distractor (empty: in the background)
     noise: tuple[np.ndarray, np.ndarray]
     noise_offsets: np.ndarray  # (N, 2)
 
@@ -200,8 +201,13 @@ def plan_video(names: Sequence[str], rng: np.random.Generator, size: tuple[int, 
     camera = _camera(nuisance, player, size)
     scale = width / 640
     margin = int(np.ceil(nuisance.shake * scale * 2.5)) + 1
-    background = draw_background(camera.shifted(margin, margin), (width + 2 * margin, height + 2 * margin),
-                                 nuisance.style, nuisance.light, rng)
+    padded = camera.shifted(margin, margin)
+    background = draw_background(padded, (width + 2 * margin, height + 2 * margin), nuisance.style, nuisance.light, rng)
+    table = table_ops(camera, nuisance.style)
+    distractor = _distractor(nuisance.distractor, rng, nuisance, camera, player, total, fps)
+    if distractor is None:  # nothing is drawn behind the table: it becomes part of the background
+        draw_ops(background, table_ops(padded, nuisance.style))
+        table = []
     # Shake: smooth random wander, rounded to whole pixels so the background is a plain crop.
     wander = np.cumsum(rng.normal(0, 1, size=(total + 8, 2)), axis=0)
     wander = np.convolve(np.ones(8) / 8, wander[:, 0], "valid")[:total], np.convolve(
@@ -211,12 +217,11 @@ def plan_video(names: Sequence[str], rng: np.random.Generator, size: tuple[int, 
     wander /= max(np.abs(wander).max(), 1e-6)
     shake = np.clip(np.round(wander * nuisance.shake * scale * 2), -margin, margin).astype(int)
     ball = _ball(segments, joints, total, fps, player, rng)
-    distractor = _distractor(nuisance.distractor, rng, nuisance, camera, player, total, fps)
     grain = rng.normal(0, nuisance.noise, size=(height + 16, width + 16, 3))
     noise = (np.clip(grain, 0, 255).astype(np.uint8), np.clip(-grain, 0, 255).astype(np.uint8))
     offsets = rng.integers(0, 16, size=(total, 2))
     return VideoPlan(size, fps, total, segments, nuisance, body, joints, camera, background, margin, shake, ball,
-                     distractor, noise, offsets)
+                     distractor, table, noise, offsets)
 
 
 def iter_video(plan: VideoPlan) -> Iterator[np.ndarray]:
@@ -230,7 +235,7 @@ def iter_video(plan: VideoPlan) -> Iterator[np.ndarray]:
         offset = (float(dx), float(dy))
         if plan.distractor is not None:
             draw_player(frame, plan.camera, plan.distractor[0], i, plan.distractor[1], offset)
-        draw_table(frame, plan.camera, plan.nuisance.style, offset)
+        draw_ops(frame, plan.table, dx, dy)
         draw_player(frame, plan.camera, plan.joints, i, plan.body, offset)
         if not np.isnan(plan.ball[i, 0]):
             (u, v), depth = plan.camera.project(plan.ball[i], offset)

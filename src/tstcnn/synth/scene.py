@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 __all__ = ["TABLE_LENGTH", "TABLE_WIDTH", "TABLE_HEIGHT", "Camera", "look_at", "Lighting", "draw_background",
-           "draw_table", "draw_polygon", "draw_segment"]
+           "table_ops", "polygon_op", "segment_op", "draw_ops", "draw_polygon", "draw_segment"]
 
 TABLE_LENGTH, TABLE_WIDTH, TABLE_HEIGHT = 2.74, 1.525, 0.76
 NEAR = 0.1  # metres: geometry closer to the camera than this is clipped away
@@ -77,7 +77,7 @@ class Lighting:
         return (r, g, b)
 
     def image(self, image: np.ndarray) -> np.ndarray:
-        lut = np.array([self((v, v, v))[0] for v in range(256)], dtype=np.uint8)
+        lut = np.clip((np.arange(256) / 255.0) ** self.gamma * self.gain * 255.0, 0, 255).round().astype(np.uint8)
         return cv2.LUT(image, lut)
 
 
@@ -98,27 +98,53 @@ def _pixels(uv: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(uv) * _SCALE).astype(np.int32)
 
 
-def draw_polygon(image: np.ndarray, camera: Camera, points: np.ndarray, colour: tuple[int, int, int],
-                 offset: tuple[float, float] = (0.0, 0.0)) -> None:
-    """Fill a convex world-space polygon, clipped to what lies in front of the camera."""
+# A drawing operation with its pixels already projected: ("poly", points) or ("line", a, b, thickness).
+DrawOp = tuple
+
+
+def polygon_op(camera: Camera, points: np.ndarray, colour: tuple[int, int, int]) -> DrawOp | None:
+    """A convex world-space polygon, clipped to what lies in front of the camera, projected once."""
     cam = _clip_polygon(camera.to_camera(points))
-    if len(cam) >= 3:
-        cv2.fillConvexPoly(image, _pixels(camera.project_camera(cam, offset)), colour, cv2.LINE_AA, SHIFT)
+    if len(cam) < 3:
+        return None
+    return ("poly", _pixels(camera.project_camera(cam)), colour)
 
 
-def draw_segment(image: np.ndarray, camera: Camera, a: np.ndarray, b: np.ndarray, colour: tuple[int, int, int],
-                 width_m: float, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+def segment_op(camera: Camera, a: np.ndarray, b: np.ndarray, colour: tuple[int, int, int], width_m: float
+               ) -> DrawOp | None:
     """A world-space segment ``width_m`` metres thick (at its nearest end), clipped to the near plane."""
     ca, cb = camera.to_camera(np.stack([a, b]))
     if ca[2] < NEAR and cb[2] < NEAR:
-        return
+        return None
     if ca[2] < NEAR:
         ca = ca + (cb - ca) * (NEAR - ca[2]) / (cb[2] - ca[2])
     elif cb[2] < NEAR:
         cb = cb + (ca - cb) * (NEAR - cb[2]) / (ca[2] - cb[2])
-    pa, pb = _pixels(camera.project_camera(np.stack([ca, cb]), offset))
+    pa, pb = _pixels(camera.project_camera(np.stack([ca, cb])))
     thickness = max(1, int(round(camera.focal * width_m / min(ca[2], cb[2]))))
-    cv2.line(image, tuple(pa.tolist()), tuple(pb.tolist()), colour, thickness, cv2.LINE_AA, SHIFT)
+    return ("line", pa, pb, colour, thickness)
+
+
+def draw_ops(image: np.ndarray, ops: list[DrawOp | None], dx: int = 0, dy: int = 0) -> None:
+    """Run projected drawing operations, shifted by whole pixels (camera shake)."""
+    shift = np.array([dx, dy], dtype=np.int32) * _SCALE
+    for op in ops:
+        if op is None:
+            continue
+        if op[0] == "poly":
+            cv2.fillConvexPoly(image, op[1] + shift, op[2], cv2.LINE_AA, SHIFT)
+        else:
+            a, b = op[1] + shift, op[2] + shift
+            cv2.line(image, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), op[3], op[4], cv2.LINE_AA, SHIFT)
+
+
+def draw_polygon(image: np.ndarray, camera: Camera, points: np.ndarray, colour: tuple[int, int, int]) -> None:
+    draw_ops(image, [polygon_op(camera, points, colour)])
+
+
+def draw_segment(image: np.ndarray, camera: Camera, a: np.ndarray, b: np.ndarray, colour: tuple[int, int, int],
+                 width_m: float) -> None:
+    draw_ops(image, [segment_op(camera, a, b, colour, width_m)])
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int], amount: float) -> np.ndarray:
@@ -179,23 +205,24 @@ def draw_background(camera: Camera, size: tuple[int, int], style: dict, light: L
     return light.image(image)
 
 
-def draw_table(image: np.ndarray, camera: Camera, style: dict, offset: tuple[float, float]) -> None:
-    """The table: legs, top slab, white lines and the net."""
+def table_ops(camera: Camera, style: dict) -> list[DrawOp | None]:
+    """The table (legs, top slab, white lines, net), projected once for a whole clip."""
     hx, hy, z = TABLE_LENGTH / 2, TABLE_WIDTH / 2, TABLE_HEIGHT
+    ops = []
     for sx in (-1, 1):
         for sy in (-1, 1):
             foot = np.array([sx * (hx - 0.25), sy * (hy - 0.1), 0.0])
-            draw_segment(image, camera, foot, foot + [0, 0, z], style["table_leg"], 0.04, offset)
+            ops.append(segment_op(camera, foot, foot + [0, 0, z], style["table_leg"], 0.04))
     top = np.array([[-hx, -hy, z], [hx, -hy, z], [hx, hy, z], [-hx, hy, z]])
     slab = top - [0, 0, 0.04]
     for i in range(4):  # the slab's edges, darker, drawn before the top
-        draw_polygon(image, camera, np.stack([top[i], top[(i + 1) % 4], slab[(i + 1) % 4], slab[i]]),
-                     style["table_side"], offset)
-    draw_polygon(image, camera, top, style["table"], offset)
+        ops.append(polygon_op(camera, np.stack([top[i], top[(i + 1) % 4], slab[(i + 1) % 4], slab[i]]),
+                              style["table_side"]))
+    ops.append(polygon_op(camera, top, style["table"]))
     line = style["table_line"]
-    for i in range(4):
-        draw_segment(image, camera, top[i], top[(i + 1) % 4], line, 0.02, offset)
-    draw_segment(image, camera, np.array([-hx, 0, z]), np.array([hx, 0, z]), line, 0.004, offset)
+    ops += [segment_op(camera, top[i], top[(i + 1) % 4], line, 0.02) for i in range(4)]
+    ops.append(segment_op(camera, np.array([-hx, 0, z]), np.array([hx, 0, z]), line, 0.004))
     net = np.array([[0, -hy - 0.15, z], [0, hy + 0.15, z], [0, hy + 0.15, z + 0.1525], [0, -hy - 0.15, z + 0.1525]])
-    draw_polygon(image, camera, net, style["net"], offset)
-    draw_segment(image, camera, net[3], net[2], line, 0.01, offset)
+    ops.append(polygon_op(camera, net, style["net"]))
+    ops.append(segment_op(camera, net[3], net[2], line, 0.01))
+    return ops
