@@ -135,6 +135,13 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     assert second.already_done == 2 and second.prepared == 2 and second.manifest is not None
     _assert_same_store(tmp_path / "whole", partial)
     assert sorted(p.name for p in (partial / "videos").iterdir()) == ["a", "b", "c", "d"]
+    # a source that changed since is prepared again, the others are kept
+    before = {p.name: p.stat().st_mtime_ns for p in (partial / "videos").iterdir()}
+    _write_video(tmp_path / "data" / "run" / "a.mp4", 3)
+    messages: list[str] = []
+    third = prepare_dataset(tmp_path / "data", "folders", partial, PREP, progress=False, log=messages.append)
+    assert third.prepared == 1 and Store(partial).entry("a").frames == 3 and "a.mp4 changed" in messages[0]
+    assert all((partial / "videos" / v).stat().st_mtime_ns == before[v] for v in "bcd")
     with pytest.raises(ValueError, match="was prepared with"):
         prepare_dataset(tmp_path / "data", "folders", partial, PrepConfig(width=32, flow="dis"), progress=False)
 

@@ -204,6 +204,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _source_stamp(item: SourceItem) -> dict[str, Any]:
+    """What identifies the source file cheaply (a resumed run redoes a video whose file changed)."""
+    stat = item.path.stat()
+    return {"source": str(item.path), "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+
+def _stored_stamp(root: Path, video_id: str) -> dict[str, Any]:
+    meta = json.loads((root / VIDEOS / video_id / META).read_text(encoding="utf-8"))
+    return {k: meta.get(k) for k in ("source", "source_size", "source_mtime_ns")}
+
+
 @dataclass
 class VideoResult:
     """Outcome of one video: frames written, seconds spent, or the problems that made it skipped."""
@@ -243,7 +254,7 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
                 return VideoResult(item.id, problems=problems)
             meta = {"split": item.split, "label": item.label, "actions": [list(a) for a in item.actions],
                     "fps": info.fps, "header_frames": info.header_frames, "source": str(item.path),
-                    "sha256": _sha256(item.path)}
+                    "sha256": _sha256(item.path), **_source_stamp(item)}
             if info.header_frames and info.header_frames != writer.frames:
                 meta["note"] = (f"the header says {info.header_frames} frames, {writer.frames} were decoded; "
                                 "the decoded count is used")
@@ -388,6 +399,11 @@ def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: Prep
     for name in remove_incomplete(root, ids):
         log(f"removed the incomplete entry {name} left by an interrupted run")
     done = set(complete_video_ids(root))
+    for item in items:
+        if item.id in done and _stored_stamp(root, item.id) != _source_stamp(item):
+            log(f"{item.path} changed since it was prepared: preparing it again")
+            shutil.rmtree(root / VIDEOS / item.id)
+            done.discard(item.id)
     todo = [it for it in items if it.id not in done]
     if len(todo) < len(items):
         log(f"{len(items) - len(todo)} of {len(items)} videos already prepared; {len(todo)} to do")
