@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tstcnn.io.atomic import atomic_path  # noqa: E402
 
@@ -45,6 +46,7 @@ def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
             if row.get("lr_change"):
                 axis.axvline(int(row["epoch"]), color="grey", alpha=0.4, linewidth=0.8)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
@@ -86,6 +88,7 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
         if epochs:
             axis.plot(epochs, values, label=name, linestyle="--" if "attention" not in name else "-")
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)

@@ -1,0 +1,23 @@
+"""Training and evaluation figures: files are real PNGs, empty classes and missing values do not break them."""
+
+import matplotlib.image as mpimg
+import numpy as np
+
+from tstcnn.viz.figures import plot_confusion, plot_curves, plot_validation_overlay
+
+
+def test_curves_with_rate_changes_and_missing_validation(tmp_path):
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 0.1 * e, "val_loss": None,
+             "val_accuracy": 0.08 * e, "lr_change": "loss_plateau" if e == 3 else None} for e in range(1, 6)]
+    image = mpimg.imread(plot_curves(rows, tmp_path / "curves.png"))
+    assert image.shape[1] > image.shape[0] > 200  # two panels side by side
+
+
+def test_confusion_keeps_empty_rows_and_overlay_draws_every_run(tmp_path):
+    cm = np.array([[3, 1, 0], [0, 0, 0], [1, 0, 2]])
+    image = mpimg.imread(plot_confusion(cm, ["a", "b", "c"], tmp_path / "confusion.png", "test"))
+    assert image.ndim == 3 and not np.isnan(image).any()
+    runs = {"RGB with attention": [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.4}],
+            "RGB without attention": [{"epoch": 1, "val_accuracy": 0.1}]}
+    assert mpimg.imread(plot_validation_overlay(runs, tmp_path / "fig6.png")).shape[0] > 200
+    assert not list(tmp_path.glob(".*tmp"))
