@@ -242,8 +242,8 @@ def test_killed_prepare_resumes_to_the_same_store(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "manifest.json").exists() or process.returncode == 0
-    assert subprocess.run([*command, "--out", str(killed)], capture_output=True).returncode == 0
-    prep = override(load_config("cpu-small"), "prep", width=64, flow="farneback").prep
-    prepare_dataset(tmp_path / "data", "folders", tmp_path / "whole", prep, preset="cpu-small", progress=False)
+    prep = override(load_config("cpu-small"), "prep", width=64, flow="farneback").prep  # what the command used
+    for out in (killed, tmp_path / "whole"):  # resume the killed store; prepare another in one go
+        prepare_dataset(tmp_path / "data", "folders", out, prep, preset="cpu-small", progress=False)
     _assert_same_store(tmp_path / "whole", killed)
     assert not [p for p in (killed / "videos").iterdir() if p.name.startswith(".")]
