@@ -26,7 +26,7 @@ def _square_clip():
     rgb = np.full((2, H, W, 3), 40, np.uint8)
     rgb[:, 20:28, 60:68] = 230
     flow = np.zeros((2, H // 2, W // 2, 2), np.int8)
-    flow[:, 10:14, 30:34, 0] = 40  # 40 steps of 0.1 px
+    flow[:, 10:14, 30:34, 0] = 4  # 4 px to the right
     return rgb, flow
 
 
@@ -44,11 +44,11 @@ def test_linear_part_is_opencv_rotation_and_zoom():
 
 def test_uniform_flow_rotated_by_90_degrees_points_up():
     flow = np.zeros((3, H // 2, W // 2, 2), np.int8)
-    flow[..., 0] = 10  # (1, 0) px with a step of 0.1
+    flow[..., 0] = 10  # (10, 0) px
     params = AffineParams(angle=90.0)
     matrices = F.clip_matrices(np.tile([[48.0, 32.0]], (3, 1)), CROP, params)
     warped = F.warp_flow(flow, [0, 1, 2], matrices, CROP)
-    tensor = F.flow_to_tensor(warped, params.linear(), scale=0.1)  # step 0.1, flow_scale 1
+    tensor = F.flow_to_tensor(warped, params.linear(), scale=0.1)  # flow_scale 10 px
     assert tensor.shape == (2, 3, *CROP) and tensor.is_contiguous()
     assert np.allclose(tensor[0].numpy(), 0.0, atol=1e-6)
     assert np.allclose(tensor[1].numpy(), -1.0, atol=1e-6)  # y points down: counter-clockwise turns right to up
@@ -70,7 +70,7 @@ def test_bright_square_lands_at_the_same_place_in_rgb_and_flow(params):
     centres = np.tile([[58.5, 26.5]], (2, 1))  # the crop centre (whole-pixel offsets), near the square
     matrices = F.clip_matrices(centres, CROP, params)
     rgb_out = F.warp_yuv420(y, u, v, [0, 1], matrices, CROP)
-    scale = 0.1 / 8.0  # step 0.1 px, flow_scale 8 px: the square moves by 0.5
+    scale = 1 / 8.0  # flow_scale 8 px: the square moves by 0.5
     flow_out = F.flow_to_tensor(F.warp_flow(flow, [0, 1], matrices, CROP), params.linear(), scale).numpy()
     bright = rgb_out[1, ..., 1] > 135
     moving = np.hypot(flow_out[0, 1], flow_out[1, 1]) > 0.25 * params.zoom

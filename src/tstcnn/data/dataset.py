@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -158,9 +157,8 @@ class StrokeClips(Dataset):
             rgb = F.warp_yuv420(arrays.y, arrays.u, arrays.v, indices, matrices, self._crop)
             inputs["rgb"] = F.rgb_to_tensor(rgb[:, :h, :w])
         if "flow" in self.inputs:
-            flow = F.warp_flow(arrays.flow, indices, matrices, self._crop)
-            scale = self.store.flow_step(video_id) / self.store.flow_scale
-            inputs["flow"] = F.flow_to_tensor(flow[:, :h, :w], params.linear(), scale)
+            flow = F.warp_flow(arrays.flow, indices, matrices, self._crop, self.store.flow_table(video_id))
+            inputs["flow"] = F.flow_to_tensor(flow[:, :h, :w], params.linear(), 1.0 / self.store.flow_scale)
         return inputs
 
     def _open(self, video_id: str) -> _VideoArrays:
@@ -209,10 +207,13 @@ class EpochSampler(Sampler):
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV and torch thread per worker (the workers are the parallelism),
-    and Python's and NumPy's global generators seeded from the worker's torch seed for any code that uses them.
-    The clips themselves are seeded per item, so they do not depend on which worker reads them."""
-    cv2.setNumThreads(1)
+    """DataLoader ``worker_init_fn``: one torch thread per worker (the workers are the parallelism), and Python's
+    and NumPy's global generators seeded from the worker's torch seed for any code that uses them. The clips
+    themselves are seeded per item, so they do not depend on which worker reads them.
+
+    OpenCV's thread count is left alone: changing it in a forked worker whose parent already ran OpenCV in
+    parallel deadlocks (its thread pool's state is copied half-held by fork).
+    """
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)

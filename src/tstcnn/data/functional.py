@@ -1,7 +1,7 @@
 """Crop, rotate, zoom and shift clips straight from the prepared store's arrays, one warp per frame and plane.
 
 The store (:mod:`tstcnn.prep.store`) keeps frames as I420 planes (Y at full resolution, U and V at half) and
-the optical flow at half resolution in int8 steps. A clip is cut around the per-frame ROI window (the same
+the optical flow at half resolution as int8 codes. A clip is cut around the per-frame ROI window (the same
 window :meth:`~tstcnn.prep.store.Store.read_clip` reads: centred on the smoothed ROI, kept inside the frame, at
 even offsets) and transformed by one affine map per clip, ``dst = A · src + b_t`` in full-resolution pixel
 coordinates (pixel centres at integers), with ``A = zoom · R(angle)`` and ``b_t`` per frame. Each plane is warped
@@ -11,8 +11,9 @@ full frame size:
 * Y with ``(A, b_t)``; U and V with the same map expressed between half-resolution grids (a half-resolution
   sample ``j`` sits at full-resolution ``2j + 0.5``); then one OpenCV I420 → RGB conversion for the whole clip,
   the conversion the store's own reader uses;
-* flow with the map from its half-resolution grid to the output grid; the flow *vectors* are then multiplied by
-  ``A`` (a displacement ``d`` in the frame is ``A·d`` in the warped image), by the quantisation step and by
+* flow, its int8 codes decoded (the store's square-root companding) through a 256-entry table on the read
+  part only, with the map from its half-resolution grid to the output grid; the flow *vectors* are then
+  multiplied by ``A`` (a displacement ``d`` in the frame is ``A·d`` in the warped image) and by
   ``1 / flow_scale``, and clipped to [-1, 1], in one matrix product that also lays the result out as
   ``(2, T, H, W)``.
 
@@ -24,7 +25,7 @@ outside the frame repeat its edge pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import cv2
@@ -108,12 +109,12 @@ def _source_box(matrix: np.ndarray, size: tuple[int, int], shape: tuple[int, int
 
 
 def _warp(source: np.ndarray, matrix: np.ndarray, size: tuple[int, int], out: np.ndarray,
-          convert: type | None = None) -> None:
-    """Warp only the needed part of ``source`` into ``out`` (``convert``: dtype to read that part as)."""
+          decode: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Warp only the needed part of ``source`` into ``out`` (``decode``: turns that part into warpable values)."""
     x0, y0, x1, y1 = _source_box(matrix, size, source.shape[:2])
     part = source[y0:y1, x0:x1]
-    if convert is not None:
-        part = part.astype(convert)
+    if decode is not None:
+        part = decode(part)
     shifted = matrix.copy()
     shifted[:, 2] += matrix[:, :2] @ (x0, y0)
     cv2.warpAffine(part, shifted, (size[1], size[0]), dst=out, **_WARP)
@@ -140,15 +141,29 @@ def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[i
     return cv2.cvtColor(buffer.reshape(t * h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420).reshape(t, h, w, 3)
 
 
-def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Float32 ``(T, h, w, 2)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)`` (any
-    numeric dtype, values unchanged: vectors are transformed by :func:`flow_to_tensor`), warped by ``matrices``
-    (full-resolution maps) to ``size`` (h, w)."""
+def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int],
+              table: np.ndarray | None = None) -> np.ndarray:
+    """Float32 ``(T, h, w, 2)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)``, warped by
+    ``matrices`` (full-resolution maps) to ``size`` (h, w). Vectors are not turned here (:func:`flow_to_tensor`).
+
+    Args:
+        table: 256 values indexed by the stored int8 codes viewed as uint8 (the store's
+            :meth:`~tstcnn.prep.store.Store.flow_table`), applied to the read part only; None takes the values
+            as they are.
+    """
     h, w = size
     out = np.empty((len(indices), h, w, 2), np.float32)
     source_matrices = half_grid_matrices(matrices, output_half=False)
+    if table is None:
+        def decode(part: np.ndarray) -> np.ndarray:
+            return part.astype(np.float32)
+    else:
+        lookup = np.asarray(table, np.float32)
+
+        def decode(part: np.ndarray) -> np.ndarray:
+            return lookup[part.view(np.uint8)]
     for i, frame in enumerate(indices):
-        _warp(flow[frame], source_matrices[i], size, out[i], convert=np.float32)
+        _warp(flow[frame], source_matrices[i], size, out[i], decode)
     return out
 
 
@@ -160,7 +175,7 @@ def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def flow_to_tensor(flow: np.ndarray, linear: np.ndarray, scale: float) -> torch.Tensor:
     """Flow ``(T, H, W, 2)`` → contiguous float32 ``(2, T, H, W)``: vectors ``scale · linear · d``, clipped to
-    [-1, 1]. ``linear`` is the clip's 2×2 image transform, ``scale`` = quantisation step / flow_scale."""
+    [-1, 1]. ``linear`` is the clip's 2×2 image transform, ``scale`` is 1 / flow_scale."""
     t, h, w, _ = flow.shape
     matrix = torch.as_tensor(np.asarray(linear) * scale, dtype=torch.float32)
     vectors = torch.from_numpy(np.ascontiguousarray(flow)).view(-1, 2)
