@@ -99,9 +99,9 @@ def _strokes() -> dict[str, Program]:
             Key(0.66, (0.38, -0.25, 0.92), OPEN, fh, -5, 0.15),
             Key(0.82, (0.58, -0.08, 0.86), OPEN, fh, 10, 0.12), backhand=False),
         "Serve Forehand Topspin": _serve(
-            Key(0.42, (0.0, -0.48, 0.72), CLOSED, fh, -35, 0.2, free=(0.3, 0.3, 1.2)),
+            Key(0.42, (0.05, -0.48, 0.80), CLOSED, fh, -30, 0.16, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.36, -0.30, 0.98), CLOSED, fh, -5, 0.12),
-            Key(0.82, (0.45, -0.05, 1.42), CLOSED, fh, 20, 0.05), backhand=False),
+            Key(0.82, (0.48, -0.08, 1.30), CLOSED, fh, 15, 0.08), backhand=False),
         "Serve Forehand Sidespin": _serve(
             Key(0.42, (0.18, -0.72, 1.05), (0.3, 1.0, 0.0), (0.2, -0.2, -1.0), -30, 0.1, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.36, -0.25, 1.00), (0.3, 1.0, 0.0), (0.3, -0.2, -1.0), 0, 0.1),
@@ -109,15 +109,15 @@ def _strokes() -> dict[str, Program]:
         "Serve Forehand Loop": _serve(
             Key(0.46, (-0.22, -0.58, 0.52), CLOSED, fh, -48, 0.3, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.32, -0.35, 1.00), CLOSED, fh, -5, 0.15),
-            Key(0.76, (0.36, 0.05, 1.78), CLOSED, fh, 32, 0.03), backhand=False),
+            Key(0.76, (0.36, 0.05, 1.86), CLOSED, fh, 36, 0.02), backhand=False),
         "Serve Backhand Backspin": _serve(
             Key(0.42, (0.25, 0.22, 1.22), OPEN, bh, 28, 0.12, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.42, -0.05, 0.94), OPEN, bh, 5, 0.15),
             Key(0.82, (0.56, -0.25, 0.85), OPEN, bh, -10, 0.12), backhand=True),
         "Serve Backhand Topspin": _serve(
-            Key(0.42, (0.20, 0.16, 0.72), CLOSED, bh, 30, 0.2, free=(0.2, 0.4, 1.2)),
+            Key(0.42, (0.22, 0.16, 0.80), CLOSED, bh, 26, 0.16, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.40, -0.05, 0.98), CLOSED, bh, 5, 0.12),
-            Key(0.82, (0.50, -0.35, 1.38), CLOSED, bh, -18, 0.05), backhand=True),
+            Key(0.82, (0.50, -0.32, 1.28), CLOSED, bh, -14, 0.08), backhand=True),
         "Serve Backhand Sidespin": _serve(
             Key(0.42, (0.30, 0.38, 1.05), (0.3, -1.0, 0.0), (0.2, 0.3, -1.0), 30, 0.1, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.38, 0.0, 1.00), (0.3, -1.0, 0.0), (0.3, 0.2, -1.0), 5, 0.1),
@@ -125,7 +125,7 @@ def _strokes() -> dict[str, Program]:
         "Serve Backhand Loop": _serve(
             Key(0.46, (0.10, 0.26, 0.52), CLOSED, bh, 38, 0.28, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.38, -0.02, 1.00), CLOSED, bh, 5, 0.14),
-            Key(0.76, (0.45, -0.40, 1.75), CLOSED, bh, -28, 0.03), backhand=True),
+            Key(0.76, (0.45, -0.42, 1.84), CLOSED, bh, -32, 0.02), backhand=True),
         "Offensive Forehand Hit": _rally((
             Key(0.38, (0.02, -0.52, 1.06), FLAT, fh, -32, 0.12),
             Key(0.52, (0.48, -0.40, 1.08), FLAT, fh, -5, 0.1),
@@ -135,9 +135,9 @@ def _strokes() -> dict[str, Program]:
             Key(0.52, (0.30, -0.45, 1.00), CLOSED, fh, -10, 0.15),
             Key(0.62, (0.35, -0.05, 1.82), CLOSED, fh, 36, 0.04)), 0.52, 0.65, False, 1.3, 0.35),
         "Offensive Forehand Flip": _rally((
-            Key(0.3, (0.72, -0.28, 0.86), OPEN, (0.55, -0.35, -0.75), -10, root=(0.3, 0.0), **lean_in),
-            Key(0.52, (0.85, -0.24, 0.92), FLAT, (0.7, -0.4, 0.1), 0, root=(0.3, 0.0), **lean_in),
-            Key(0.64, (0.90, -0.16, 1.05), CLOSED, (0.3, -0.3, 0.9), 8, root=(0.3, 0.0), **lean_in)),
+            Key(0.3, (0.70, -0.30, 0.84), OPEN, (0.55, -0.35, -0.75), -10, root=(0.3, 0.0), **lean_in),
+            Key(0.52, (0.86, -0.24, 0.96), FLAT, (0.7, -0.4, 0.1), 0, root=(0.3, 0.0), **lean_in),
+            Key(0.64, (0.95, -0.12, 1.22), CLOSED, (0.3, -0.3, 0.9), 10, root=(0.3, 0.0), **lean_in)),
             0.52, 0.55, False, 1.1, 0.15),
         "Offensive Backhand Hit": _rally((
             Key(0.38, (0.22, 0.16, 1.02), FLAT, bh, 28, 0.12),
@@ -148,14 +148,14 @@ def _strokes() -> dict[str, Program]:
             Key(0.52, (0.38, -0.05, 1.00), CLOSED, bh, 8, 0.15),
             Key(0.62, (0.45, -0.42, 1.78), CLOSED, bh, -32, 0.04)), 0.52, 0.65, True, 1.3, 0.35),
         "Offensive Backhand Flip": _rally((
-            Key(0.3, (0.70, 0.08, 0.86), OPEN, (0.3, 0.8, -0.5), 15, root=(0.3, 0.0), **lean_in),
-            Key(0.52, (0.84, -0.02, 0.92), FLAT, (0.6, 0.4, 0.4), 5, root=(0.3, 0.0), **lean_in),
-            Key(0.64, (0.90, -0.18, 1.05), CLOSED, (0.4, -0.6, 0.7), -8, root=(0.3, 0.0), **lean_in)),
+            Key(0.3, (0.68, 0.10, 0.84), OPEN, (0.3, 0.8, -0.5), 15, root=(0.3, 0.0), **lean_in),
+            Key(0.52, (0.84, -0.02, 0.96), FLAT, (0.6, 0.4, 0.4), 5, root=(0.3, 0.0), **lean_in),
+            Key(0.64, (0.95, -0.22, 1.22), CLOSED, (0.4, -0.6, 0.7), -10, root=(0.3, 0.0), **lean_in)),
             0.52, 0.55, True, 1.1, 0.15),
         "Defensive Forehand Push": _rally((
-            Key(0.36, (0.55, -0.36, 0.98), OPEN, fh, -12, root=(0.25, 0.0), **lean_in),
-            Key(0.56, (0.78, -0.30, 0.88), OPEN, fh, -4, root=(0.25, 0.0), **lean_in),
-            Key(0.72, (0.88, -0.24, 0.84), OPEN, fh, 0, root=(0.25, 0.0), **lean_in)), 0.56, 0.65, False, 0.7, 0.08),
+            Key(0.36, (0.48, -0.36, 1.02), OPEN, fh, -12, root=(0.25, 0.0), **lean_in),
+            Key(0.56, (0.76, -0.30, 0.88), OPEN, fh, -4, root=(0.25, 0.0), **lean_in),
+            Key(0.72, (0.92, -0.24, 0.78), OPEN, fh, 0, root=(0.25, 0.0), **lean_in)), 0.56, 0.65, False, 0.7, 0.08),
         "Defensive Forehand Block": _rally((
             Key(0.3, (0.40, -0.46, 1.16), (0.9, 0.0, -0.3), fh, -22, 0.14),
             Key(0.46, (0.62, -0.40, 1.20), (0.9, 0.0, -0.3), fh, -8, 0.14),
@@ -166,9 +166,9 @@ def _strokes() -> dict[str, Program]:
             Key(0.6, (0.42, -0.45, 0.85), OPEN, fh, -10, 0.2, root=(-0.55, 0.0)),
             Key(0.76, (0.56, -0.30, 0.55), OPEN, fh, 8, 0.28, 30, root=(-0.55, 0.0))), 0.6, 0.9, False, 0.9, 0.35),
         "Defensive Backhand Push": _rally((
-            Key(0.36, (0.55, 0.02, 0.98), OPEN, bh, 12, root=(0.25, 0.0), **lean_in),
-            Key(0.56, (0.78, -0.04, 0.88), OPEN, bh, 4, root=(0.25, 0.0), **lean_in),
-            Key(0.72, (0.88, -0.08, 0.84), OPEN, bh, 0, root=(0.25, 0.0), **lean_in)), 0.56, 0.65, True, 0.7, 0.08),
+            Key(0.36, (0.48, 0.04, 1.02), OPEN, bh, 12, root=(0.25, 0.0), **lean_in),
+            Key(0.56, (0.76, -0.04, 0.88), OPEN, bh, 4, root=(0.25, 0.0), **lean_in),
+            Key(0.72, (0.92, -0.08, 0.78), OPEN, bh, 0, root=(0.25, 0.0), **lean_in)), 0.56, 0.65, True, 0.7, 0.08),
         "Defensive Backhand Block": _rally((
             Key(0.3, (0.40, 0.08, 1.16), (0.9, 0.0, -0.3), bh, 20, 0.14),
             Key(0.46, (0.62, 0.0, 1.20), (0.9, 0.0, -0.3), bh, 6, 0.14),
