@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -73,12 +74,13 @@ class _VideoArrays:
     """Memory maps of one stored video (the layout of :mod:`tstcnn.prep.store`), opened once per process."""
 
     def __init__(self, folder: Path, entry: VideoEntry) -> None:
-        raw = np.load(folder / "rgb.npy", mmap_mode="r")
+        # plain ndarray views of the maps: slicing a np.memmap costs more than the small reads themselves
+        raw = np.asarray(np.load(folder / "rgb.npy", mmap_mode="r"))
         h, w = entry.height, entry.width
         self.y = raw[:, :h]
         chroma = raw[:, h:].reshape(len(raw), 2, h // 2, w // 2)
         self.u, self.v = chroma[:, 0], chroma[:, 1]
-        self.flow = np.load(folder / "flow.npy", mmap_mode="r")
+        self.flow = np.asarray(np.load(folder / "flow.npy", mmap_mode="r"))
         self.roi = np.load(folder / "roi.npy")
 
 
@@ -211,8 +213,8 @@ def seed_worker(worker_id: int) -> None:
     and NumPy's global generators seeded from the worker's torch seed for any code that uses them. The clips
     themselves are seeded per item, so they do not depend on which worker reads them.
 
-    OpenCV's thread count is left alone: changing it in a forked worker whose parent already ran OpenCV in
-    parallel deadlocks (its thread pool's state is copied half-held by fork).
+    OpenCV's thread count is not changed here: changing it in a forked worker whose parent already ran OpenCV
+    in parallel deadlocks (the pool's state is copied half-held by fork); :func:`build_dataloader` sets it.
     """
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
@@ -229,7 +231,13 @@ def _rank_and_world() -> tuple[int, int]:
 def build_dataloader(dataset: StrokeClips, batch_size: int, shuffle: bool, num_workers: int, seed: int,
                      distributed: bool = False) -> DataLoader:
     """A ``DataLoader`` over ``dataset`` with an :class:`EpochSampler`; batches are ``(inputs, labels)`` with the
-    inputs dict stacked to ``(N, C, T, H, W)``. ``distributed`` shards the samples across the torchrun ranks."""
+    inputs dict stacked to ``(N, C, T, H, W)``. ``distributed`` shards the samples across the torchrun ranks.
+
+    Sets OpenCV to one thread in this process, before any worker is forked: clips are small (one warp per frame
+    and plane), so OpenCV's own threads only compete with the workers, and a forked worker cannot safely
+    change the thread count it inherits.
+    """
+    cv2.setNumThreads(1)
     rank, world_size = _rank_and_world() if distributed else (0, 1)
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
     generator = torch.Generator()

@@ -25,7 +25,7 @@ outside the frame repeat its edge pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import cv2
@@ -94,30 +94,23 @@ def half_grid_matrices(matrices: np.ndarray, output_half: bool) -> np.ndarray:
     return out
 
 
-def _source_box(matrix: np.ndarray, size: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The part ``(x0, y0, x1, y1)`` of a ``shape`` (h, w) source that ``matrix`` samples for an output of
-    ``size``, with a pixel of margin for the interpolation, clamped to the source."""
+def _source_parts(matrices: np.ndarray, size: tuple[int, int], shape: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """For each frame, the part ``(x0, y0, x1, y1)`` of a ``shape`` (h, w) source that its matrix samples for an
+    output of ``size`` (a pixel of margin for the interpolation, clamped to the source), and the matrix that
+    warps that part. Computed for the whole clip at once, so the per-frame loop only slices and warps."""
     h, w = size
-    inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [-0.5, h - 0.5, 1], [w - 0.5, h - 0.5, 1]])
-    points = corners @ inverse.T
-    x0, y0 = np.floor(points.min(axis=0)).astype(int) - 1
-    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + 2
-    x0, y0 = min(max(x0, 0), shape[1] - 1), min(max(y0, 0), shape[0] - 1)
-    x1, y1 = max(min(x1, shape[1]), x0 + 1), max(min(y1, shape[0]), y0 + 1)
-    return x0, y0, x1, y1
-
-
-def _warp(source: np.ndarray, matrix: np.ndarray, size: tuple[int, int], out: np.ndarray,
-          decode: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-    """Warp only the needed part of ``source`` into ``out`` (``decode``: turns that part into warpable values)."""
-    x0, y0, x1, y1 = _source_box(matrix, size, source.shape[:2])
-    part = source[y0:y1, x0:x1]
-    if decode is not None:
-        part = decode(part)
-    shifted = matrix.copy()
-    shifted[:, 2] += matrix[:, :2] @ (x0, y0)
-    cv2.warpAffine(part, shifted, (size[1], size[0]), dst=out, **_WARP)
+    inverse = np.linalg.inv(matrices[:, :, :2])  # (T, 2, 2)
+    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
+    points = np.einsum("tij,tkj->tki", inverse, corners[None] - matrices[:, None, :, 2])  # (T, 4, 2)
+    low = np.floor(points.min(axis=1)).astype(np.int64) - 1
+    high = np.ceil(points.max(axis=1)).astype(np.int64) + 2
+    limits = np.array([shape[1], shape[0]])
+    low = np.clip(low, 0, limits - 1)
+    high = np.maximum(np.minimum(high, limits), low + 1)
+    shifted = matrices.copy()
+    shifted[:, :, 2] += np.einsum("tij,tj->ti", matrices[:, :, :2], low)
+    return np.concatenate([low, high], axis=1), shifted
 
 
 def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[int], matrices: np.ndarray,
@@ -133,11 +126,15 @@ def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[i
     y_out = buffer[:luma].reshape(t, h, w)
     u_out = buffer[luma:luma + chroma].reshape(t, h // 2, w // 2)
     v_out = buffer[luma + chroma:].reshape(t, h // 2, w // 2)
-    chroma_matrices = half_grid_matrices(matrices, output_half=True)
+    luma_boxes, luma_matrices = _source_parts(matrices, size, y.shape[1:3])
+    chroma_boxes, chroma_matrices = _source_parts(half_grid_matrices(matrices, output_half=True),
+                                                  (h // 2, w // 2), u.shape[1:3])
     for i, frame in enumerate(indices):
-        _warp(y[frame], matrices[i], size, y_out[i])
-        _warp(u[frame], chroma_matrices[i], (h // 2, w // 2), u_out[i])
-        _warp(v[frame], chroma_matrices[i], (h // 2, w // 2), v_out[i])
+        x0, y0, x1, y1 = luma_boxes[i]
+        cv2.warpAffine(y[frame, y0:y1, x0:x1], luma_matrices[i], (w, h), dst=y_out[i], **_WARP)
+        x0, y0, x1, y1 = chroma_boxes[i]
+        cv2.warpAffine(u[frame, y0:y1, x0:x1], chroma_matrices[i], (w // 2, h // 2), dst=u_out[i], **_WARP)
+        cv2.warpAffine(v[frame, y0:y1, x0:x1], chroma_matrices[i], (w // 2, h // 2), dst=v_out[i], **_WARP)
     return cv2.cvtColor(buffer.reshape(t * h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420).reshape(t, h, w, 3)
 
 
@@ -153,17 +150,13 @@ def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, si
     """
     h, w = size
     out = np.empty((len(indices), h, w, 2), np.float32)
-    source_matrices = half_grid_matrices(matrices, output_half=False)
-    if table is None:
-        def decode(part: np.ndarray) -> np.ndarray:
-            return part.astype(np.float32)
-    else:
-        lookup = np.asarray(table, np.float32)
-
-        def decode(part: np.ndarray) -> np.ndarray:
-            return lookup[part.view(np.uint8)]
+    boxes, source_matrices = _source_parts(half_grid_matrices(matrices, output_half=False), size, flow.shape[1:3])
+    lookup = None if table is None else np.asarray(table, np.float32)
     for i, frame in enumerate(indices):
-        _warp(flow[frame], source_matrices[i], size, out[i], decode)
+        x0, y0, x1, y1 = boxes[i]
+        part = flow[frame, y0:y1, x0:x1]
+        part = part.astype(np.float32) if lookup is None else lookup[part.view(np.uint8)]
+        cv2.warpAffine(part, source_matrices[i], (w, h), dst=out[i], **_WARP)
     return out
 
 
