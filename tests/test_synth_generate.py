@@ -9,7 +9,7 @@ import pytest
 
 from tstcnn.cli import main
 from tstcnn.io.mediaeval import read_actions, read_submission
-from tstcnn.io.video import count_frames, probe, read_frames
+from tstcnn.io.video import count_frames, probe
 from tstcnn.synth import generate_dataset, plan_jobs, split_counts, write_preview
 from tstcnn.synth.generate import SynthSpec
 
@@ -77,11 +77,8 @@ def test_output_does_not_depend_on_worker_count(dataset, tmp_path):
     generate_dataset(other, layout="both", per_class=4, workers=2, **TINY)
     files = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
-    for name in files:
-        if name.suffix == ".mp4":
-            np.testing.assert_array_equal(read_frames(dataset / name), read_frames(other / name))
-        else:
-            assert (dataset / name).read_bytes() == (other / name).read_bytes()
+    for name in files:  # the same bytes, videos included
+        assert (dataset / name).read_bytes() == (other / name).read_bytes(), name
 
 
 def test_interrupted_generation_resumes_without_redoing_clips(tmp_path):
