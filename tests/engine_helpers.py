@@ -59,7 +59,8 @@ def tiny_config(modality: str = "rgb", block: str = "none", **train: object) -> 
     cfg = override(PRESETS["cpu-small"], "model", modality=modality, block=block, num_classes=len(CLASSES),
                    input_size=TINY_SIZE, channels=(4, 4, 4), num_features=8)
     cfg = override(cfg, "data", num_workers=0)
-    return override(cfg, "train", **{"epochs": 3, "batch_size": 4, "scheduler": "constant", **train})
+    defaults = {"epochs": 3, "batch_size": 4, "scheduler": "constant", "clip_grad_norm": 0.0}
+    return override(cfg, "train", **{**defaults, **train})
 
 
 def tiny_data(modality: str = "rgb", n_train: int = 16, n_val: int = 8, jitter: float = 0.0) -> TrainData:

@@ -78,6 +78,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.5
     weight_decay: float = 0.005
+    clip_grad_norm: float = 0.0  # clip the gradient norm to this before each step (0: off, as the paper)
     nesterov: bool = True
     scheduler: str = "paper"  # paper | cosine | step | constant
     recent_window: int = 25  # the re-scheduler compares the mean loss of the last `recent_window` epochs…
@@ -110,7 +111,9 @@ PRESETS: dict[str, Config] = {
         model=ModelConfig(input_size=(16, 64, 64), channels=(16, 32, 48), num_features=128),
         prep=PrepConfig(width=160, flow="dis", roi_smoothing=2.0),
         data=DataConfig(num_workers=2),
-        train=TrainConfig(epochs=30, batch_size=8, lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine"),
+        # Clipping: at this size the untrained Twin + attention gives logits of std ~50 and its first steps diverge.
+        train=TrainConfig(epochs=30, batch_size=8, lr=0.01, momentum=0.9, weight_decay=5e-4, clip_grad_norm=5.0,
+                          scheduler="cosine"),
     ),
 }
 

@@ -139,8 +139,12 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, epoc
 
 def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, precision: str = "fp32",
               optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-              channels_last: bool = False, description: str = "", progress: bool = True) -> EpochResult:
-    """One pass: trains when ``optimizer`` is given, else evaluates without gradients; sums over processes."""
+              clip_grad_norm: float = 0.0, channels_last: bool = False, description: str = "",
+              progress: bool = True) -> EpochResult:
+    """One pass: trains when ``optimizer`` is given, else evaluates without gradients; sums over processes.
+
+    ``clip_grad_norm`` > 0 rescales the gradients (after unscaling, under fp16) to at most that norm.
+    """
     training = optimizer is not None
     model.train(training)
     loss_sum, correct, count = 0.0, 0, 0
@@ -155,12 +159,16 @@ def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, 
             loss = F.cross_entropy(logits.float(), labels)
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                if scaler is not None and scaler.is_enabled():
-                    scaler.scale(loss).backward()
+                scaling = scaler is not None and scaler.is_enabled()
+                (scaler.scale(loss) if scaling else loss).backward()
+                if clip_grad_norm > 0:
+                    if scaling:
+                        scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                if scaling:
                     scaler.step(optimizer)
                     scaler.update()
                 else:
-                    loss.backward()
                     optimizer.step()
             n = labels.numel()
             loss_sum += loss.item() * n
@@ -298,6 +306,8 @@ def _check_train_config(cfg: Config) -> None:
         raise ValueError(f"epochs and batch_size must be at least 1, got {train.epochs} and {train.batch_size}")
     if train.lr <= 0:
         raise ValueError(f"lr must be positive, got {train.lr}")
+    if train.nesterov and train.momentum <= 0:
+        raise ValueError("Nesterov momentum needs momentum > 0: set --momentum or --no-nesterov")
     build_scheduler(train)  # raises on an unknown scheduler name, before any work
 
 
@@ -377,14 +387,15 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                 model, _loader(data.train, train_cfg.batch_size, workers, train_cfg.seed, epoch, train_sampler,
                                ctx.device, drop_last),
                 ctx, precision=train_cfg.precision, optimizer=optimizer, scaler=scaler,
-                channels_last=train_cfg.channels_last, description=f"{label} train", progress=progress)
+                clip_grad_norm=train_cfg.clip_grad_norm, channels_last=train_cfg.channels_last,
+                description=f"{label} train", progress=progress)
             val_result = run_epoch(
                 model, _loader(validation, train_cfg.batch_size, workers, train_cfg.seed, epoch, None, ctx.device),
                 ctx, precision=train_cfg.precision, channels_last=train_cfg.channels_last,
                 description=f"{label} validation", progress=progress)
             if not math.isfinite(train_result.loss):
-                raise FloatingPointError(f"training loss is {train_result.loss} at epoch {epoch + 1}; "
-                                         "lower --lr or use --precision fp32")
+                raise ValueError(f"training diverged: the loss is {train_result.loss} at epoch {epoch + 1}; "
+                                 "lower --lr, set --clip-grad-norm (e.g. 5), or use --precision fp32")
             is_best = val_result.accuracy > best_accuracy
             if is_best:
                 best_accuracy, best_epoch = val_result.accuracy, epoch + 1
