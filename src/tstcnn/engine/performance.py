@@ -1,0 +1,78 @@
+"""Speed options shared by training, inference and ``tstcnn bench``.
+
+The fp32 eager path (no option set) is the reference: every option below changes how fast the same
+network runs, not what it computes, within the tolerances stated in ``tests/test_performance.py``.
+
+* ``precision`` ``bf16`` / ``fp16``: :func:`autocast` runs convolutions in 16 bits (AMX / AVX-512-BF16
+  on recent Intel CPUs, tensor cores on GPUs); the 216,000×500 FC layers stay in fp32 (memory-bound).
+* ``channels_last``: channels-last 3D memory format (``NDHWC``) for weights and inputs, which oneDNN
+  convolutions prefer in bf16.
+* ``checkpoint_attention``: attention blocks keep only their input and are recomputed in the backward
+  pass (:meth:`~tstcnn.models.TSTCNN.set_grad_checkpointing`), for memory.
+* ``compile``: ``torch.compile`` of the whole model (fuses batch norm, ReLU and the additions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["PRECISIONS", "autocast", "apply_performance_options", "prepare_inputs", "autocast_dtype"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (``None`` for fp32); ``ValueError`` for an unknown name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on ``device`` for ``bf16`` / ``fp16``; nothing for ``fp32`` (the reference path)."""
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def apply_performance_options(model: nn.Module, train_cfg: object, device: torch.device | str | None = None
+                              ) -> nn.Module:
+    """Move ``model`` to ``device`` and apply ``train_cfg``'s ``channels_last``, ``checkpoint_attention``
+    and ``compile``; returns the module to call (the compiled one, or ``model`` itself).
+
+    ``model`` keeps its parameter names (save ``model``'s state dict, not the compiled wrapper's).
+    ``precision`` is applied per call with :func:`autocast`. ``train_cfg`` is a
+    :class:`~tstcnn.config.TrainConfig` or anything with the same attributes.
+    """
+    autocast_dtype(getattr(train_cfg, "precision", "fp32"))
+    if device is not None:
+        model.to(device)
+    if getattr(train_cfg, "checkpoint_attention", False):
+        set_checkpointing = getattr(model, "set_grad_checkpointing", None)
+        if set_checkpointing is None:
+            warnings.warn(f"{type(model).__name__} cannot checkpoint its attention blocks; option ignored",
+                          stacklevel=2)
+        else:
+            set_checkpointing(True)
+    if getattr(train_cfg, "channels_last", False):
+        model.to(memory_format=torch.channels_last_3d)
+    if getattr(train_cfg, "compile", False):
+        return torch.compile(model)
+    return model
+
+
+def prepare_inputs(inputs: Mapping[str, torch.Tensor], device: torch.device | str, channels_last: bool = False
+                   ) -> dict[str, torch.Tensor]:
+    """Model inputs moved to ``device`` (asynchronously from pinned memory) in the chosen memory format."""
+    moved = {}
+    for key, value in inputs.items():
+        value = value.to(device, non_blocking=True)
+        moved[key] = value.contiguous(memory_format=torch.channels_last_3d) if channels_last and value.dim() == 5 \
+            else value
+    return moved

@@ -1,0 +1,170 @@
+"""Fast paths against the fp32 eager reference (:mod:`tstcnn.models.reference`), on tiny CPU models.
+
+Tolerances: fp32 options (in-place blocks, channels-last, checkpointing) agree with the reference to
+1e-4 (logits) and 1e-3 (gradients) of the reference's largest value; bf16 autocast logits to 5 % of
+the logits' spread (8-bit mantissa through ~40 layers).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tstcnn.config import TrainConfig
+from tstcnn.engine.performance import apply_performance_options, autocast, autocast_dtype, prepare_inputs
+from tstcnn.models import build_model
+from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
+
+SIZE = (8, 32, 32)
+
+
+def _inputs(batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"rgb": torch.rand(batch, 3, *SIZE, generator=g), "flow": torch.rand(batch, 2, *SIZE, generator=g) * 2 - 1}
+
+
+def _twin(block: str = "attention") -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model("twin", block, input_size=SIZE, channels=(8, 16, 16), num_features=16)
+    with torch.no_grad():  # non-trivial batch-norm affine parameters so that errors would show
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.momentum = None  # cumulative average: running statistics of real activations below
+        model.train()
+        for seed in range(3):
+            model(**_inputs(batch=4, seed=100 + seed))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.momentum = 0.1
+    return model
+
+
+def _loss_and_grads(model: nn.Module, inputs: dict[str, torch.Tensor], precision: str = "fp32"
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    with autocast(precision, "cpu"):
+        logits = model(**inputs)
+    logits.float().square().mean().backward()
+    return logits.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float, what: str) -> None:
+    scale = expected.abs().max().clamp_min(1e-12)
+    error = (actual.float() - expected.float()).abs().max() / scale
+    assert error <= rel, f"{what}: max error {error:.2e} of the reference's scale, allowed {rel:.0e}"
+
+
+def test_reference_loads_the_same_state_dict_keys():
+    model = _twin()
+    reference = reference_from_model(model)
+    assert isinstance(reference, ReferenceTSTCNN)
+    assert list(reference.state_dict()) == list(model.state_dict())
+
+
+@pytest.mark.parametrize("block", ["attention", "residual", "none"])
+def test_model_matches_reference_outputs_and_gradients_fp32(block):
+    model = _twin(block).eval()
+    reference = reference_from_model(model)
+    inputs = _inputs()
+    logits, grads = _loss_and_grads(model, inputs)
+    ref_logits, ref_grads = _loss_and_grads(reference, inputs)
+    _assert_close_rel(logits, ref_logits, 1e-5, "logits")
+    for name, grad in ref_grads.items():
+        _assert_close_rel(grads[name], grad, 1e-3, f"grad {name}")
+
+
+def test_model_matches_reference_in_training_mode():
+    model = _twin().train()
+    reference = reference_from_model(model)
+    inputs = _inputs(batch=4)
+    logits, _ = _loss_and_grads(model, inputs)
+    ref_logits, _ = _loss_and_grads(reference, inputs)
+    _assert_close_rel(logits, ref_logits, 1e-4, "logits")
+    for (name, buf), (_, ref_buf) in zip(model.named_buffers(), reference.named_buffers(), strict=True):
+        torch.testing.assert_close(buf, ref_buf, rtol=1e-4, atol=1e-5, msg=f"buffer {name}")
+
+
+def test_channels_last_matches_reference():
+    model = _twin().eval()
+    reference = reference_from_model(model)
+    inputs = _inputs()
+    fast = apply_performance_options(model, TrainConfig(channels_last=True))
+    assert fast.branches["rgb"].stage1.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    fast_inputs = prepare_inputs(inputs, "cpu", channels_last=True)
+    assert fast_inputs["rgb"].is_contiguous(memory_format=torch.channels_last_3d)
+    logits, grads = _loss_and_grads(fast, fast_inputs)
+    ref_logits, ref_grads = _loss_and_grads(reference, inputs)
+    _assert_close_rel(logits, ref_logits, 1e-4, "logits")
+    for name, grad in ref_grads.items():
+        _assert_close_rel(grads[name], grad, 1e-3, f"grad {name}")
+
+
+def test_checkpointed_attention_gives_the_same_gradients_and_statistics():
+    model = _twin().train()
+    plain = reference_from_model(model)  # only a copy of the weights: the comparison is model vs itself
+    twin = _twin().train()
+    twin.load_state_dict(plain.state_dict())
+    inputs = _inputs(batch=4)
+    fast = apply_performance_options(model, TrainConfig(checkpoint_attention=True))
+    assert all(m.checkpoint for m in fast.modules() if type(m).__name__ == "AttentionBlock3d")
+    logits, grads = _loss_and_grads(fast, inputs)
+    ref_logits, ref_grads = _loss_and_grads(twin, inputs)
+    torch.testing.assert_close(logits, ref_logits)
+    for name, grad in ref_grads.items():
+        _assert_close_rel(grads[name], grad, 1e-5, f"grad {name}")
+    # the recomputation must not update the batch-norm running statistics a second time
+    for (name, buf), (_, ref_buf) in zip(fast.named_buffers(), twin.named_buffers(), strict=True):
+        torch.testing.assert_close(buf, ref_buf, msg=f"buffer {name}")
+    assert model.attention_masks, "checkpointed blocks still expose their masks"
+
+
+def test_bf16_autocast_is_close_to_reference_and_keeps_fc_in_fp32():
+    model = _twin().eval()
+    reference = reference_from_model(model)
+    inputs = _inputs(batch=4)
+    with torch.no_grad():
+        ref = reference(**inputs)
+        with autocast("bf16", "cpu"):
+            fast = model(**inputs)
+            features = model.forward_head(model.forward_features(**inputs), pre_logits=True)
+    assert features.dtype == torch.float32  # the memory-bound FC ran in fp32
+    spread = ref.max() - ref.min()
+    assert (fast.float() - ref).abs().max() <= 0.05 * spread
+    assert (fast.argmax(1) == ref.argmax(1)).float().mean() >= 0.75
+
+
+def test_bf16_gradients_point_the_same_way():
+    # Deep in the mask branch of a tiny model, maps of 1×2×2 voxels make single gradients sign-sensitive to
+    # rounding; the layers that carry most of the learning (FC, classifier) must agree closely.
+    model = _twin().eval()
+    reference = reference_from_model(model)
+    inputs = _inputs()
+    _, grads = _loss_and_grads(model, inputs, "bf16")
+    _, ref_grads = _loss_and_grads(reference, inputs)
+    cosine = {n: torch.nn.functional.cosine_similarity(grads[n].flatten(), g.flatten(), dim=0).item()
+              for n, g in ref_grads.items()}
+    head = {n: c for n, c in cosine.items() if ".fc." in n or n.startswith("classifier.")}
+    assert len(head) == 6 and min(head.values()) > 0.98, head
+    assert sorted(cosine.values())[len(cosine) // 2] > 0.85
+
+
+def test_autocast_contexts():
+    assert autocast_dtype("fp32") is None and autocast_dtype("bf16") is torch.bfloat16
+    with autocast("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast("bf16", torch.device("cpu")):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        autocast("int8", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        apply_performance_options(_twin(), TrainConfig(precision="fp8"))
+
+
+def test_apply_performance_options_keeps_checkpoint_keys():
+    model = _twin()
+    keys = list(model.state_dict())
+    fast = apply_performance_options(model, TrainConfig(channels_last=True, checkpoint_attention=True), "cpu")
+    assert fast is model and list(fast.state_dict()) == keys
