@@ -112,7 +112,8 @@ class ClassicClips(StrokeClips):
                 values = (kitti[..., :0:-1].astype(np.float32) - KITTI_OFFSET) / KITTI_SCALE  # (u, v)
                 cv2.warpAffine(values, matrices[t], size, dst=flow[t], flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-            inputs["flow"] = F.flow_to_tensor(flow, params.linear(), 1.0 / self.store.flow_scale)
+            vectors = cv2.transform(flow.reshape(-1, self._crop[1], 2), params.linear() / self.store.flow_scale)
+            inputs["flow"] = F.flow_to_tensor(vectors.reshape(flow.shape).transpose(3, 0, 1, 2))
         return inputs
 
 

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from tstcnn.config import DataConfig
 from tstcnn.data import AffineParams, RandomAffine
@@ -45,21 +46,25 @@ def test_linear_part_is_opencv_rotation_and_zoom():
 def test_uniform_flow_rotated_by_90_degrees_points_up():
     flow = np.zeros((3, H // 2, W // 2, 2), np.int8)
     flow[..., 0] = 10  # (10, 0) px
-    params = AffineParams(angle=90.0)
-    matrices = F.clip_matrices(np.tile([[48.0, 32.0]], (3, 1)), CROP, params)
-    warped = F.warp_flow(flow, [0, 1, 2], matrices, CROP)
-    tensor = F.flow_to_tensor(warped, params.linear(), scale=0.1)  # flow_scale 10 px
-    assert tensor.shape == (2, 3, *CROP) and tensor.is_contiguous()
+    centres = np.tile([[48.0, 32.0]], (3, 1))
+    matrices = F.clip_matrices(centres, CROP, AffineParams(angle=90.0))
+    tensor = F.flow_to_tensor(F.warp_flow(flow, [0, 1, 2], matrices, CROP, scale=0.1))  # flow_scale 10 px
+    assert tensor.shape == (2, 3, *CROP) and tensor.dtype == torch.float32 and tensor.is_contiguous()
     assert np.allclose(tensor[0].numpy(), 0.0, atol=1e-6)
     assert np.allclose(tensor[1].numpy(), -1.0, atol=1e-6)  # y points down: counter-clockwise turns right to up
-    half = F.flow_to_tensor(warped, AffineParams(angle=-90.0, zoom=0.5).linear(), scale=0.1)
+    matrices = F.clip_matrices(centres, CROP, AffineParams(angle=-90.0, zoom=0.5))
+    half = F.flow_to_tensor(F.warp_flow(flow, [0, 1, 2], matrices, CROP, scale=0.1))
+    assert np.allclose(half[0].numpy(), 0.0, atol=1e-6)
     assert np.allclose(half[1].numpy(), 0.5, atol=1e-6)  # clockwise and zoomed out: (0, +0.5)
 
 
-def test_flow_is_clipped_after_normalisation():
-    flow = np.full((1, 4, 4, 2), 100.0, np.float32)
-    tensor = F.flow_to_tensor(flow, np.eye(2), scale=0.5)
-    assert tensor.max().item() == 1.0
+def test_flow_codes_are_decoded_by_the_table_and_clipped_after_normalisation():
+    codes = np.zeros((1, 8, 8, 2), np.int8)
+    codes[..., 0], codes[..., 1] = 3, -100
+    table = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32) * 0.5  # code q → q / 2 px
+    matrices = F.clip_matrices(np.array([[7.5, 7.5]]), (8, 8), AffineParams())
+    tensor = F.flow_to_tensor(F.warp_flow(codes, [0], matrices, (8, 8), scale=0.25, table=table))
+    assert np.allclose(tensor[0].numpy(), 0.375) and np.allclose(tensor[1].numpy(), -1.0)
 
 
 @pytest.mark.parametrize("params", [AffineParams(), AffineParams(90.0, 1.0), AffineParams(-8.0, 1.1, (3.0, -2.5)),
@@ -71,7 +76,7 @@ def test_bright_square_lands_at_the_same_place_in_rgb_and_flow(params):
     matrices = F.clip_matrices(centres, CROP, params)
     rgb_out = F.warp_yuv420(y, u, v, [0, 1], matrices, CROP)
     scale = 1 / 8.0  # flow_scale 8 px: the square moves by 0.5
-    flow_out = F.flow_to_tensor(F.warp_flow(flow, [0, 1], matrices, CROP), params.linear(), scale).numpy()
+    flow_out = F.flow_to_tensor(F.warp_flow(flow, [0, 1], matrices, CROP, scale=scale)).numpy()
     bright = rgb_out[1, ..., 1] > 135
     moving = np.hypot(flow_out[0, 1], flow_out[1, 1]) > 0.25 * params.zoom
     expected = matrices[1] @ np.array([63.5, 23.5, 1.0])  # the square's centre, mapped

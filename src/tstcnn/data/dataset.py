@@ -159,8 +159,9 @@ class StrokeClips(Dataset):
             rgb = F.warp_yuv420(arrays.y, arrays.u, arrays.v, indices, matrices, self._crop)
             inputs["rgb"] = F.rgb_to_tensor(rgb[:, :h, :w])
         if "flow" in self.inputs:
-            flow = F.warp_flow(arrays.flow, indices, matrices, self._crop, self.store.flow_table(video_id))
-            inputs["flow"] = F.flow_to_tensor(flow[:, :h, :w], params.linear(), 1.0 / self.store.flow_scale)
+            flow = F.warp_flow(arrays.flow, indices, matrices, self._crop, scale=1.0 / self.store.flow_scale,
+                               table=self.store.flow_table(video_id))
+            inputs["flow"] = F.flow_to_tensor(flow[:, :, :h, :w])
         return inputs
 
     def _open(self, video_id: str) -> _VideoArrays:

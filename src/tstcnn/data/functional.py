@@ -11,11 +11,10 @@ full frame size:
 * Y with ``(A, b_t)``; U and V with the same map expressed between half-resolution grids (a half-resolution
   sample ``j`` sits at full-resolution ``2j + 0.5``); then one OpenCV I420 → RGB conversion for the whole clip,
   the conversion the store's own reader uses;
-* flow, its int8 codes decoded (the store's square-root companding) through a 256-entry table on the read
-  part only, with the map from its half-resolution grid to the output grid; the flow *vectors* are then
-  multiplied by ``A`` (a displacement ``d`` in the frame is ``A·d`` in the warped image) and by
-  ``1 / flow_scale``, and clipped to [-1, 1], in one matrix product that also lays the result out as
-  ``(2, T, H, W)``.
+* flow: the read part's int8 codes decoded (the store's square-root companding) through a 256-entry table,
+  its *vectors* multiplied by ``A`` (a displacement ``d`` in the frame is ``A·d`` in the warped image) and by
+  ``1 / flow_scale``, then each component warped from the half-resolution grid straight into its plane of the
+  ``(2, T, H, W)`` output, clipped to [-1, 1] at the end.
 
 Angles follow OpenCV (``cv2.getRotationMatrix2D``): positive is counter-clockwise on screen, with ``y``
 pointing down, so ``R(90°)`` turns a rightward flow ``(1, 0)`` into an upward one ``(0, -1)``. Samples that fall
@@ -138,38 +137,52 @@ def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[i
     return cv2.cvtColor(buffer.reshape(t * h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420).reshape(t, h, w, 3)
 
 
-def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int],
-              table: np.ndarray | None = None) -> np.ndarray:
-    """Float32 ``(T, h, w, 2)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)``, warped by
-    ``matrices`` (full-resolution maps) to ``size`` (h, w). Vectors are not turned here (:func:`flow_to_tensor`).
+def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int], *,
+              scale: float = 1.0, table: np.ndarray | None = None) -> np.ndarray:
+    """Planar float32 ``(2, T, h, w)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)``,
+    warped by ``matrices`` (full-resolution maps) to ``size`` (h, w), its vectors multiplied by the maps' linear
+    part and by ``scale`` (not clipped).
+
+    The vectors are turned on the small part of the source that is read, before the warp (both are linear), and
+    each component is warped straight into its plane of the output: no full-size temporary.
 
     Args:
+        scale: e.g. 1 / flow_scale.
         table: 256 values indexed by the stored int8 codes viewed as uint8 (the store's
             :meth:`~tstcnn.prep.store.Store.flow_table`), applied to the read part only; None takes the values
             as they are.
     """
     h, w = size
-    out = np.empty((len(indices), h, w, 2), np.float32)
+    out = np.empty((2, len(indices), h, w), np.float32)
     boxes, source_matrices = _source_parts(half_grid_matrices(matrices, output_half=False), size, flow.shape[1:3])
+    vector_matrices = (matrices[:, :, :2] * scale).astype(np.float32)
     lookup = None if table is None else np.asarray(table, np.float32)
     for i, frame in enumerate(indices):
         x0, y0, x1, y1 = boxes[i]
         part = flow[frame, y0:y1, x0:x1]
         part = part.astype(np.float32) if lookup is None else lookup[part.view(np.uint8)]
-        cv2.warpAffine(part, source_matrices[i], (w, h), dst=out[i], **_WARP)
+        dx, dy = cv2.split(cv2.transform(part, vector_matrices[i]))
+        cv2.warpAffine(dx, source_matrices[i], (w, h), dst=out[0, i], **_WARP)
+        cv2.warpAffine(dy, source_matrices[i], (w, h), dst=out[1, i], **_WARP)
     return out
 
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` → contiguous float32 ``(3, T, H, W)`` in [0, 1], in one pass."""
-    tensor = torch.from_numpy(rgb).permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
-    return tensor.mul_(1 / 255)
+    """uint8 ``(T, H, W, 3)`` → contiguous float32 ``(3, T, H, W)`` in [0, 1], one pass per channel.
+
+    Done in NumPy, single-threaded whatever torch's thread setting: in a loading process, torch's threads
+    would only wait on each other.
+    """
+    t, h, w, _ = rgb.shape
+    out = np.empty((3, t, h, w), np.float32)
+    for channel in range(3):
+        np.multiply(rgb[..., channel], np.float32(1 / 255), out=out[channel])
+    return torch.from_numpy(out)
 
 
-def flow_to_tensor(flow: np.ndarray, linear: np.ndarray, scale: float) -> torch.Tensor:
-    """Flow ``(T, H, W, 2)`` → contiguous float32 ``(2, T, H, W)``: vectors ``scale · linear · d``, clipped to
-    [-1, 1]. ``linear`` is the clip's 2×2 image transform, ``scale`` is 1 / flow_scale."""
-    t, h, w, _ = flow.shape
-    matrix = torch.as_tensor(np.asarray(linear) * scale, dtype=torch.float32)
-    vectors = torch.from_numpy(np.ascontiguousarray(flow)).view(-1, 2)
-    return torch.mm(matrix, vectors.t()).view(2, t, h, w).clamp_(-1.0, 1.0)
+def flow_to_tensor(flow: np.ndarray) -> torch.Tensor:
+    """Planar flow ``(2, T, H, W)`` (normalised, from :func:`warp_flow`) → contiguous float32 tensor clipped to
+    [-1, 1], in place when the array is already contiguous."""
+    flow = np.ascontiguousarray(flow, np.float32)
+    np.clip(flow, -1.0, 1.0, out=flow)
+    return torch.from_numpy(flow)
