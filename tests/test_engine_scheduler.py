@@ -110,12 +110,15 @@ def test_state_dict_resumes_exactly():
     ],
 )
 def test_plain_schedules_per_epoch(scheduler, expected):
-    rates = []
+    rates, changes = [], []
     for _ in expected:
         rates.append(scheduler.lr)
         change = scheduler.step(1.0, 0.5)
         assert change is None or not change.reload_best
+        changes.append(change is not None)
     assert rates == pytest.approx(expected)
+    # Only the step schedule reports its (discrete) changes; cosine moves every epoch and reports none.
+    assert changes == ([False, True, False, True] if isinstance(scheduler, StepScheduler) else [False] * 4)
 
 
 def test_unknown_scheduler_names_the_allowed_ones():

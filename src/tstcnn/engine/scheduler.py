@@ -44,10 +44,13 @@ class EpochScheduler:
         self.lr = lr
         self.epoch = 0  # epochs stepped so far
 
+    continuous = False  # a schedule that moves every epoch reports no individual changes
+
     def step(self, train_loss: float, val_accuracy: float) -> LRChange | None:
         self.epoch += 1
         old, self.lr = self.lr, self._lr_at(self.epoch)
-        return LRChange("schedule", old, self.lr, reload_best=False) if self.lr != old else None
+        changed = self.lr != old and not self.continuous
+        return LRChange("schedule", old, self.lr, reload_best=False) if changed else None
 
     def _lr_at(self, epoch: int) -> float:
         raise NotImplementedError
@@ -82,6 +85,8 @@ class StepScheduler(EpochScheduler):
 
 class CosineScheduler(EpochScheduler):
     """Half a cosine from ``lr`` at epoch 0 to 0 at ``epochs``."""
+
+    continuous = True
 
     def __init__(self, lr: float, epochs: int) -> None:
         super().__init__(lr)
