@@ -94,13 +94,13 @@ def sample_nuisance(rng: np.random.Generator, left_handed: float) -> tuple[Nuisa
     body = sample_body(rng, light, bool(rng.random() < left_handed))
     distractor = str(rng.choice(["none", "opponent", "passer"], p=[0.7, 0.15, 0.15]))
     nuisance = Nuisance(
-        light=light, style=_style(rng, light), camera_azimuth=rng.uniform(35.0, 62.0),
-        camera_distance=rng.uniform(3.2, 5.0), camera_height=rng.uniform(0.9, 1.6), fill=rng.uniform(0.8, 0.95),
-        roll=rng.normal(0.0, 1.5), target=(rng.uniform(0.1, 0.6), rng.uniform(-0.2, 0.2), rng.uniform(0.95, 1.2)),
+        light=light, style=_style(rng, light), camera_azimuth=rng.uniform(38.0, 60.0),
+        camera_distance=rng.uniform(3.2, 5.0), camera_height=rng.uniform(1.0, 1.5), fill=rng.uniform(0.8, 0.95),
+        roll=rng.normal(0.0, 1.2), target=(rng.uniform(0.1, 0.6), rng.uniform(-0.2, 0.2), rng.uniform(0.95, 1.2)),
         player_distance=rng.uniform(0.35, 1.1), player_offset=rng.uniform(-0.5, 0.5),
         stance_jitter=rng.normal(0.0, 8.0), feet_width=rng.uniform(0.45, 0.7),
         shake=rng.choice([0.0, rng.uniform(0.5, 2.5)], p=[0.5, 0.5]), noise=rng.uniform(1.0, 5.0),
-        blur=rng.uniform(0.0, 0.35), distractor=distractor,
+        blur=rng.uniform(0.0, 0.25), distractor=distractor,
         ball_colour=light((250, 250, 245) if rng.random() < 0.7 else (250, 150, 40)))
     return nuisance, body
 

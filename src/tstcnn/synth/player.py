@@ -39,7 +39,7 @@ class Body:
     racket_forehand: tuple[int, int, int]
     racket_backhand: tuple[int, int, int]
     handle: tuple[int, int, int]
-    racket_scale: float = 1.4  # rackets are drawn larger than life so they stay visible at low resolution
+    racket_scale: float = 1.7  # rackets are drawn larger than life so they stay visible at low resolution
 
 
 @dataclass
