@@ -179,7 +179,7 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
     for split in splits:
         dataset = datasets[split]
         if len(dataset) == 0:
-            print(f"{split}: no clips, skipped")
+            print(f"{split}: no labelled clips, skipped")
             continue
         reports[split] = evaluate_model(run.model, dataset, run.classes, description=f"evaluate {split}", **options)
         write_confusions(reports[split], run_dir, split)
