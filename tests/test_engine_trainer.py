@@ -146,3 +146,8 @@ def test_gradient_clipping_bounds_the_step_and_divergence_is_a_one_line_error(tm
     assert "\n" not in str(excinfo.value)
     with pytest.raises(ValueError, match="Nesterov momentum needs momentum"):
         fit(tiny_config(epochs=1, momentum=0.0), tiny_data(), tmp_path / "nesterov", progress=False)
+
+
+def test_class_count_must_match_the_model(tmp_path):
+    with pytest.raises(ValueError, match="the data has 4 classes but model.num_classes is 21"):
+        fit(override(tiny_config(), "model", num_classes=21), tiny_data(), tmp_path / "run", progress=False)

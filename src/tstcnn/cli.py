@@ -621,13 +621,10 @@ def _train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from tstcnn.config import override
     from tstcnn.engine.trainer import read_metrics, train
-    from tstcnn.prep.store import Store
 
-    store = Store(args.store)
-    cfg = override(_training_config(args), "model", num_classes=len(store.classes))
-    run_dir = train(cfg, store, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    run_dir = train(_training_config(args), args.store, args.out, resume=args.resume, device=args.device,
+                    progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":
         rows = read_metrics(run_dir / "metrics.jsonl")
         best = max(rows, key=lambda r: r["val_accuracy"], default=None)

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from tstcnn.config import Config, config_to_dict
+from tstcnn.config import Config, config_to_dict, override
 from tstcnn.engine.checkpoint import load_checkpoint, save_checkpoint
 from tstcnn.engine.distributed import (
     DistributedContext,
@@ -330,6 +330,8 @@ def fit(cfg: Config, data: TrainData, out_dir: str | Path, *, resume: bool = Fal
         raise ValueError("no training clips: the train split is empty")
     if len(data.validation) == 0:
         raise ValueError("no validation clips: the validation split is empty (the best state is chosen on it)")
+    if len(data.classes) != cfg.model.num_classes:
+        raise ValueError(f"the data has {len(data.classes)} classes but model.num_classes is {cfg.model.num_classes}")
     if not resume and last_path.exists():
         raise ValueError(f"{out_dir}: already holds a run; pass --resume to continue it, or choose another --out")
     ctx = init_distributed(device)
@@ -452,7 +454,14 @@ def _summary_line(row: dict[str, Any], epochs: int) -> str:
 def train(cfg: Config, store: Any, out_dir: str | Path, resume: bool = False, *,
           device: str | torch.device | None = None, progress: bool = True,
           on_epoch_end: EpochCallback | None = None) -> Path:
-    """Train on a prepared store (a :class:`~tstcnn.prep.store.Store` or its path); returns the run folder."""
+    """Train on a prepared store (a :class:`~tstcnn.prep.store.Store` or its path); returns the run folder.
+
+    ``model.num_classes`` is set to the store's number of classes.
+    """
+    from tstcnn.prep.store import Store
+
+    store = store if isinstance(store, Store) else Store(store)
+    cfg = override(cfg, "model", num_classes=len(store.classes))
     return fit(cfg, train_data_from_store(cfg, store), out_dir, resume=resume, device=device, progress=progress,
                on_epoch_end=on_epoch_end)
 
