@@ -115,15 +115,18 @@ def test_change_reloads_best_weights_and_optimizer(tmp_path):
                                    rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("precision", "channels_last"), [("bf16", False), ("fp32", True)])
-def test_bf16_autocast_or_channels_last_train(tmp_path, precision, channels_last):
-    # Not both at once: on this CPU build that combination gives NaN in some runs (reported, not ours to fix).
-    cfg = tiny_config(block="attention", epochs=1, precision=precision, channels_last=channels_last)
+@pytest.mark.parametrize(("precision", "channels_last"), [("bf16", False), ("fp16", False), ("fp32", True)])
+def test_mixed_precision_or_channels_last_train(tmp_path, precision, channels_last):
+    # Not bf16 and channels-last at once: on this CPU build that pair gives NaN in some runs (not deterministic).
+    cfg = tiny_config(block="attention", epochs=1, precision=precision, channels_last=channels_last,
+                      clip_grad_norm=5.0)
     run = fit(cfg, tiny_data(), tmp_path / "run", progress=False)
     row = read_metrics(run / "metrics.jsonl")[0]
     assert math.isfinite(row["train_loss"]) and 0 <= row["val_accuracy"] <= 1
-    assert all(v.dtype == torch.float32 for v in load_checkpoint(run / "checkpoints" / "last.pt")["model"].values()
-               if v.is_floating_point())
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in last["model"].values() if v.is_floating_point())
+    # fp16 runs with a gradient scaler (unscaled before clipping), whose state is checkpointed for resuming.
+    assert (last["scaler"].get("scale", 0) > 0) == (precision == "fp16")
 
 
 def test_unknown_precision_is_refused(tmp_path):
