@@ -95,7 +95,8 @@ class ClassicClips(StrokeClips):
         super().__init__(*args, **kwargs)
         self.folder = folder
 
-    def read(self, video_id: str, indices: np.ndarray, params: F.AffineParams) -> dict[str, torch.Tensor]:
+    def read(self, video_id: str, indices: np.ndarray, params: F.AffineParams,
+             out: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
         entry = self.store.entry(video_id)
         centres = F.window_centres(self.store.roi(video_id)[indices], self._crop, (entry.height, entry.width))
         matrices = F.clip_matrices(centres, self._crop, params)
@@ -107,7 +108,7 @@ class ClassicClips(StrokeClips):
                 image = cv2.imread(str(self.folder / video_id / "rgb" / f"{frame:06d}.png"), cv2.IMREAD_COLOR)
                 cv2.warpAffine(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), matrices[t], size, dst=rgb[t],
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            inputs["rgb"] = F.rgb_to_tensor(rgb)
+            inputs["rgb"] = F.rgb_to_tensor(rgb, (out or {}).get("rgb"))
         if "flow" in self.inputs:
             flow = np.empty((len(indices), *self._crop, 2), np.float32)
             for t, frame in enumerate(indices):
@@ -116,7 +117,9 @@ class ClassicClips(StrokeClips):
                 cv2.warpAffine(values, matrices[t], size, dst=flow[t], flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
             vectors = cv2.transform(flow.reshape(-1, self._crop[1], 2), params.linear() / self.store.flow_scale)
-            inputs["flow"] = F.flow_to_tensor(vectors.reshape(flow.shape).transpose(3, 0, 1, 2))
+            planar = (out or {}).get("flow", np.empty((2, *flow.shape[:3]), np.float32))
+            planar[...] = vectors.reshape(flow.shape).transpose(3, 0, 1, 2)
+            inputs["flow"] = F.flow_to_tensor(planar)
         return inputs
 
 

@@ -126,7 +126,13 @@ def test_loader_is_reproducible_across_worker_counts(store):
     for epoch_a, epoch_b in zip(serial, parallel):
         for (rgb_a, flow_a, y_a), (rgb_b, flow_b, y_b) in zip(epoch_a, epoch_b, strict=True):
             assert torch.equal(rgb_a, rgb_b) and torch.equal(flow_a, flow_b) and torch.equal(y_a, y_b)
-    assert serial[0][0][0].shape == (2, 3, *CLIP)
+    assert serial[0][0][0].shape == (2, 3, *CLIP) and serial[0][0][2].dtype == torch.int64
+    ordered = build_dataloader(dataset, batch_size=3, shuffle=False, num_workers=0, seed=11)
+    first = next(iter(ordered))  # batches are read straight into place: the same as the items, stacked
+    items = [dataset[(i, 0)] for i in range(3)]
+    assert torch.equal(first[0]["rgb"], torch.stack([x["rgb"] for x, _ in items]))
+    assert torch.equal(first[0]["flow"], torch.stack([x["flow"] for x, _ in items]))
+    assert first[1].tolist() == [y for _, y in items]
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial[0], serial[1]))  # epochs differ
 
 

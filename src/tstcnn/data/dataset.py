@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from tstcnn.config import DataConfig
 from tstcnn.data import functional as F
@@ -140,27 +140,39 @@ class StrokeClips(Dataset):
         return {name: counts[name] for name in self.classes.classes if counts[name]}
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[str, torch.Tensor], int]:
+        return self.load(key)
+
+    def load(self, key: int | tuple[int, int], out: dict[str, np.ndarray] | None = None
+             ) -> tuple[dict[str, torch.Tensor], int]:
+        """Item ``key`` (an index, or ``(index, epoch)``), its inputs written into ``out`` arrays when given."""
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         segment = self.segments[index]
         rng = np.random.default_rng((self.seed, epoch, index))
         clip = self.temporal(segment.begin, segment.end, rng)
         params = self.spatial(rng, self.clip_size[1:]) if self.spatial is not None else F.AffineParams()
-        return self.read(segment.video_id, clip.indices, params), self.labels[index]
+        return self.read(segment.video_id, clip.indices, params, out), self.labels[index]
 
-    def read(self, video_id: str, indices: np.ndarray, params: F.AffineParams) -> dict[str, torch.Tensor]:
-        """The model inputs for frames ``indices`` of a video under the spatial transform ``params``."""
+    def read(self, video_id: str, indices: np.ndarray, params: F.AffineParams,
+             out: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+        """The model inputs for frames ``indices`` of a video under the spatial transform ``params``, written
+        into ``out`` (float32 ``(C, T, H, W)`` arrays per modality) when given."""
         arrays = self._open(video_id)
         entry = self.store.entry(video_id)
         _, h, w = self.clip_size
+        out = out or {}
         centres = F.window_centres(arrays.roi[indices], self._crop, (entry.height, entry.width))
         matrices = F.clip_matrices(centres, self._crop, params)
         inputs = {}
         if "rgb" in self.inputs:
             rgb = F.warp_yuv420(arrays.y, arrays.u, arrays.v, indices, matrices, self._crop)
-            inputs["rgb"] = F.rgb_to_tensor(rgb[:, :h, :w])
+            inputs["rgb"] = F.rgb_to_tensor(rgb[:, :h, :w], out.get("rgb"))
         if "flow" in self.inputs:
+            even = self._crop == (h, w)  # odd sizes are warped one pixel larger, then trimmed
             flow = F.warp_flow(arrays.flow, indices, matrices, self._crop, scale=1.0 / self.store.flow_scale,
-                               table=self.store.flow_table(video_id))
+                               table=self.store.flow_table(video_id), out=out.get("flow") if even else None)
+            if not even and "flow" in out:
+                out["flow"][...] = flow[:, :, :h, :w]
+                flow = out["flow"]
             inputs["flow"] = F.flow_to_tensor(flow[:, :, :h, :w])
         return inputs
 
@@ -175,6 +187,42 @@ class StrokeClips(Dataset):
         state = self.__dict__.copy()
         state["_arrays"] = {}  # memory maps are reopened in each worker, never pickled
         return state
+
+
+def _empty_batch(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An uninitialised tensor, in shared memory inside a DataLoader worker, so that sending the batch to the
+    main process moves no data (what ``default_collate`` does for the batches it stacks)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+class _BatchedClips(Dataset):
+    """:class:`StrokeClips` read a batch at a time (``DataLoader`` calls ``__getitems__``): each clip is written
+    straight into its slot of the batch tensors, so no per-clip tensor is made and nothing is stacked after."""
+
+    def __init__(self, clips: StrokeClips) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[str, torch.Tensor], int]:
+        return self.clips[key]
+
+    def __getitems__(self, keys: list) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        channels = {"rgb": 3, "flow": 2}
+        batch = {m: _empty_batch((len(keys), channels[m], *self.clips.clip_size)) for m in self.clips.inputs}
+        labels = torch.empty(len(keys), dtype=torch.int64)
+        for slot, key in enumerate(keys):
+            _, labels[slot] = self.clips.load(key, out={m: t[slot].numpy() for m, t in batch.items()})
+        return batch, labels
+
+
+def _prebatched(batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The collate function of :class:`_BatchedClips`: its batches are already made."""
+    return batch
 
 
 class EpochSampler(Sampler):
@@ -231,8 +279,10 @@ def _rank_and_world() -> tuple[int, int]:
 
 def build_dataloader(dataset: StrokeClips, batch_size: int, shuffle: bool, num_workers: int, seed: int,
                      distributed: bool = False) -> DataLoader:
-    """A ``DataLoader`` over ``dataset`` with an :class:`EpochSampler`; batches are ``(inputs, labels)`` with the
-    inputs dict stacked to ``(N, C, T, H, W)``. ``distributed`` shards the samples across the torchrun ranks.
+    """A ``DataLoader`` over ``dataset`` with an :class:`EpochSampler`; batches are ``(inputs, labels)``, the
+    inputs a dict of ``(N, C, T, H, W)`` tensors, labels int64 ``(N,)``, read a batch at a time straight into the
+    batch tensors. ``distributed`` shards the samples across the torchrun ranks. ``loader.dataset.clips`` is
+    ``dataset``.
 
     Sets OpenCV to one thread in this process, before any worker is forked: clips are small (one warp per frame
     and plane), so OpenCV's own threads only compete with the workers, and a forked worker cannot safely
@@ -243,6 +293,6 @@ def build_dataloader(dataset: StrokeClips, batch_size: int, shuffle: bool, num_w
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      worker_init_fn=seed_worker, generator=generator, persistent_workers=num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(_BatchedClips(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=_prebatched, worker_init_fn=seed_worker, generator=generator,
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())

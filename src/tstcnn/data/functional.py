@@ -138,7 +138,7 @@ def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[i
 
 
 def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int], *,
-              scale: float = 1.0, table: np.ndarray | None = None) -> np.ndarray:
+              scale: float = 1.0, table: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Planar float32 ``(2, T, h, w)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)``,
     warped by ``matrices`` (full-resolution maps) to ``size`` (h, w), its vectors multiplied by the maps' linear
     part and by ``scale`` (not clipped).
@@ -151,9 +151,10 @@ def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, si
         table: 256 values indexed by the stored int8 codes viewed as uint8 (the store's
             :meth:`~tstcnn.prep.store.Store.flow_table`), applied to the read part only; None takes the values
             as they are.
+        out: a float32 ``(2, T, h, w)`` array to write into (e.g. a slot of a batch).
     """
     h, w = size
-    out = np.empty((2, len(indices), h, w), np.float32)
+    out = np.empty((2, len(indices), h, w), np.float32) if out is None else out
     boxes, source_matrices = _source_parts(half_grid_matrices(matrices, output_half=False), size, flow.shape[1:3])
     vector_matrices = (matrices[:, :, :2] * scale).astype(np.float32)
     lookup = None if table is None else np.asarray(table, np.float32)
@@ -167,14 +168,15 @@ def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, si
     return out
 
 
-def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` → contiguous float32 ``(3, T, H, W)`` in [0, 1], one pass per channel.
+def rgb_to_tensor(rgb: np.ndarray, out: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` → contiguous float32 ``(3, T, H, W)`` in [0, 1], one pass per channel, written into
+    ``out`` when given (e.g. a slot of a batch).
 
     Done in NumPy, single-threaded whatever torch's thread setting: in a loading process, torch's threads
     would only wait on each other.
     """
     t, h, w, _ = rgb.shape
-    out = np.empty((3, t, h, w), np.float32)
+    out = np.empty((3, t, h, w), np.float32) if out is None else out
     for channel in range(3):
         np.multiply(rgb[..., channel], np.float32(1 / 255), out=out[channel])
     return torch.from_numpy(out)
