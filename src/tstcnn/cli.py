@@ -694,6 +694,27 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def _bench(subparsers: argparse._SubParsersAction) -> None:
+    from tstcnn.models.benchmark import build_parser as add_bench_arguments
+
+    parser = subparsers.add_parser(
+        "bench", help="training-step and inference speed and memory against the plain fp32 reference",
+        description="Time training steps and inference passes of each speed configuration (fp32, bf16, "
+                    "channels-last, attention checkpointing, torch.compile) against the plain fp32 reference, each "
+                    "case in a fresh process: samples/s, s/sample, peak memory, GFLOP/s and share of the measured "
+                    "matmul peak. Prints a table then one JSON line. The paper setting is --size 100x120x120 "
+                    "--batch-size 2 --threads 2 (minutes, ~7 GB); --size 16x64x64 is a quick check.")
+    add_bench_arguments(parser)
+    parser.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from tstcnn.models.benchmark import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tstcnn",

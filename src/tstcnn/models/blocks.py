@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+import contextlib
 from contextlib import contextmanager, nullcontext
 from functools import partial
 
@@ -36,8 +37,15 @@ class MaxPool3d(nn.MaxPool3d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_disabled(x):
             return super().forward(x)
+
+
+def autocast_disabled(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A context that turns autocast off on ``x``'s device (nothing on devices without autocast, e.g. meta)."""
+    if torch.amp.is_autocast_available(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return nullcontext()
 
 
 class ConvStage3d(nn.Module):

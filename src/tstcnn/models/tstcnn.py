@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tstcnn.models.blocks import AttentionBlock3d, ConvStage3d, LayerFactory, create_block, init_conv_weights
+from tstcnn.models.blocks import (AttentionBlock3d, ConvStage3d, LayerFactory, autocast_disabled, create_block,
+                                  init_conv_weights)
 
 __all__ = ["MODALITY_CHANNELS", "Branch3d", "TwinFusion", "TSTCNN", "create_branch", "branch_output_size"]
 
@@ -59,7 +60,7 @@ class Branch3d(nn.Module):
         # The FC is memory-bound (0.43 GB of weights for 2 GFLOP): under autocast it stays in its weights'
         # dtype, which spares casting the whole matrix to bf16 and its gradient back at every step.
         x = torch.flatten(x, 1).to(self.fc.weight.dtype)
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_disabled(x):
             return self.act(self.fc(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class TwinFusion(nn.Module):
     def forward(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         # Autocast has no rule for bilinear: run it in the weights' dtype (a 500×500×21 product, cheap).
         dtype = self.bilinear.weight.dtype
-        with torch.autocast(rgb.device.type, enabled=False):
+        with autocast_disabled(rgb):
             return self.bilinear(rgb.to(dtype), flow.to(dtype))
 
 
