@@ -342,7 +342,8 @@ class VideoArrays:
     """
 
     def __init__(self, folder: Path, height: int, width: int) -> None:
-        raw = np.load(folder / "rgb.npy", mmap_mode="r")
+        # plain ndarray views of the maps: np.memmap's per-slice bookkeeping costs more than the small reads
+        raw = np.asarray(np.load(folder / "rgb.npy", mmap_mode="r"))
         n = raw.shape[0]
         self.y = raw[:, :height, :]
         # U then V follow Y in each frame, each a contiguous (H/2, W/2) plane: a strided view, never a copy
@@ -350,7 +351,7 @@ class VideoArrays:
             raw[:, height:, :], shape=(n, 2, height // 2, width // 2),
             strides=(raw.strides[0], height * width // 4, width // 2, 1), writeable=False)
         self.u, self.v = chroma[:, 0], chroma[:, 1]
-        self.flow = np.load(folder / "flow.npy", mmap_mode="r")
+        self.flow = np.asarray(np.load(folder / "flow.npy", mmap_mode="r"))
         self.roi = np.load(folder / "roi.npy")
 
 
