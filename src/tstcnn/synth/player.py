@@ -117,7 +117,9 @@ def pose_joints(pose: Pose, body: Body, position: tuple[float, float], facing_de
     r_shoulder = neck - across * body.shoulder_width / 2 - z_up * 0.03 * k
     l_shoulder = neck + across * body.shoulder_width / 2 - z_up * 0.03 * k
     r_hip, l_hip = pelvis - hips_across * body.hip_width / 2, pelvis + hips_across * body.hip_width / 2
-    r_elbow, r_wrist = _two_bone(r_shoulder, pose.hand * k, upper_arm, forearm, np.array([-0.3, -1.0, -1.2]))
+    # The racket elbow hangs down and out for forehands, points forwards and out for backhands.
+    elbow_pole = np.where(pose.backhand[:, None], [0.7, -0.8, -0.3], [-0.3, -1.0, -1.2])
+    r_elbow, r_wrist = _two_bone(r_shoulder, pose.hand * k, upper_arm, forearm, elbow_pole)
     l_elbow, l_wrist = _two_bone(l_shoulder, pose.free * k, upper_arm, forearm, np.array([-0.3, 1.0, -1.2]))
     r_ankle_target = pose.feet[:, 0] * k + [0, 0, 0.07]
     l_ankle_target = pose.feet[:, 1] * k + [0, 0, 0.07]

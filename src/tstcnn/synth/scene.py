@@ -112,7 +112,8 @@ def polygon_op(camera: Camera, points: np.ndarray, colour: tuple[int, int, int])
 
 def segment_op(camera: Camera, a: np.ndarray, b: np.ndarray, colour: tuple[int, int, int], width_m: float
                ) -> DrawOp | None:
-    """A world-space segment ``width_m`` metres thick (at its nearest end), clipped to the near plane."""
+    """A world-space segment ``width_m`` metres thick (at its far end: a long line passing near the camera must
+    not swell into a blob), clipped to the near plane."""
     ca, cb = camera.to_camera(np.stack([a, b]))
     if ca[2] < NEAR and cb[2] < NEAR:
         return None
@@ -121,7 +122,7 @@ def segment_op(camera: Camera, a: np.ndarray, b: np.ndarray, colour: tuple[int, 
     elif cb[2] < NEAR:
         cb = cb + (ca - cb) * (NEAR - cb[2]) / (ca[2] - cb[2])
     pa, pb = _pixels(camera.project_camera(np.stack([ca, cb])))
-    thickness = max(1, int(round(camera.focal * width_m / min(ca[2], cb[2]))))
+    thickness = max(1, int(round(camera.focal * width_m / max(ca[2], cb[2]))))
     return ("line", pa, pb, colour, thickness)
 
 

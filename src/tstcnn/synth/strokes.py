@@ -80,7 +80,7 @@ def _serve(backswing: Key, contact: Key, follow: Key, backhand: bool, duration: 
     keys = (Key(0.0, **toss), Key(0.15, **toss), Key(0.33, free=(0.34, 0.22, 1.38)), backswing, contact, follow,
             Key(1.0, free=READY_FREE))
     return Program(keys, duration, BallPlan("toss", contact=contact.phase, release=0.33, out_speed=0.8),
-                   stance=5.0 if backhand else -35.0, backhand=backhand)
+                   stance=20.0 if backhand else -35.0, backhand=backhand)
 
 
 def _rally(keys: tuple[Key, ...], contact: float, duration: float, backhand: bool, speed: float, height: float,
@@ -95,11 +95,11 @@ def _strokes() -> dict[str, Program]:
     lean_in = dict(lean=38.0, knee=0.14)
     return {
         "Serve Forehand Backspin": _serve(
-            Key(0.42, (0.05, -0.48, 1.28), OPEN, fh, -30, 0.12, free=(0.3, 0.3, 1.2)),
+            Key(0.42, (0.05, -0.56, 1.28), OPEN, fh, -30, 0.12, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.38, -0.25, 0.92), OPEN, fh, -5, 0.15),
             Key(0.82, (0.58, -0.08, 0.86), OPEN, fh, 10, 0.12), backhand=False),
         "Serve Forehand Topspin": _serve(
-            Key(0.42, (0.05, -0.48, 0.80), CLOSED, fh, -30, 0.16, free=(0.3, 0.3, 1.2)),
+            Key(0.42, (0.05, -0.56, 0.80), CLOSED, fh, -30, 0.16, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.36, -0.30, 0.98), CLOSED, fh, -5, 0.12),
             Key(0.82, (0.48, -0.08, 1.30), CLOSED, fh, 15, 0.08), backhand=False),
         "Serve Forehand Sidespin": _serve(
@@ -107,15 +107,15 @@ def _strokes() -> dict[str, Program]:
             Key(0.66, (0.36, -0.25, 1.00), (0.3, 1.0, 0.0), (0.3, -0.2, -1.0), 0, 0.1),
             Key(0.82, (0.34, 0.28, 1.00), (0.3, 1.0, 0.0), (0.3, 0.2, -1.0), 20, 0.1), backhand=False),
         "Serve Forehand Loop": _serve(
-            Key(0.46, (-0.22, -0.58, 0.52), CLOSED, fh, -48, 0.3, free=(0.3, 0.3, 1.2)),
+            Key(0.46, (-0.22, -0.66, 0.52), CLOSED, fh, -48, 0.3, free=(0.3, 0.3, 1.2)),
             Key(0.66, (0.32, -0.35, 1.00), CLOSED, fh, -5, 0.15),
             Key(0.76, (0.36, 0.05, 1.86), CLOSED, fh, 36, 0.02), backhand=False),
         "Serve Backhand Backspin": _serve(
-            Key(0.42, (0.25, 0.22, 1.22), OPEN, bh, 28, 0.12, free=(0.2, 0.4, 1.2)),
+            Key(0.42, (0.25, 0.32, 1.22), OPEN, bh, 28, 0.12, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.42, -0.05, 0.94), OPEN, bh, 5, 0.15),
             Key(0.82, (0.56, -0.25, 0.85), OPEN, bh, -10, 0.12), backhand=True),
         "Serve Backhand Topspin": _serve(
-            Key(0.42, (0.22, 0.16, 0.80), CLOSED, bh, 26, 0.16, free=(0.2, 0.4, 1.2)),
+            Key(0.42, (0.22, 0.26, 0.80), CLOSED, bh, 26, 0.16, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.40, -0.05, 0.98), CLOSED, bh, 5, 0.12),
             Key(0.82, (0.50, -0.32, 1.28), CLOSED, bh, -14, 0.08), backhand=True),
         "Serve Backhand Sidespin": _serve(
@@ -123,15 +123,15 @@ def _strokes() -> dict[str, Program]:
             Key(0.66, (0.38, 0.0, 1.00), (0.3, -1.0, 0.0), (0.3, 0.2, -1.0), 5, 0.1),
             Key(0.82, (0.35, -0.48, 1.05), (0.3, -1.0, 0.0), (0.3, -0.2, -1.0), -20, 0.1), backhand=True),
         "Serve Backhand Loop": _serve(
-            Key(0.46, (0.10, 0.26, 0.52), CLOSED, bh, 38, 0.28, free=(0.2, 0.4, 1.2)),
+            Key(0.46, (0.10, 0.36, 0.52), CLOSED, bh, 38, 0.28, free=(0.2, 0.4, 1.2)),
             Key(0.66, (0.38, -0.02, 1.00), CLOSED, bh, 5, 0.14),
             Key(0.76, (0.45, -0.42, 1.84), CLOSED, bh, -32, 0.02), backhand=True),
         "Offensive Forehand Hit": _rally((
-            Key(0.38, (0.02, -0.52, 1.06), FLAT, fh, -32, 0.12),
+            Key(0.38, (0.02, -0.60, 1.06), FLAT, fh, -32, 0.12),
             Key(0.52, (0.48, -0.40, 1.08), FLAT, fh, -5, 0.1),
             Key(0.66, (0.60, -0.05, 1.28), FLAT, fh, 22, 0.08)), 0.52, 0.6, False, 1.5, 0.12),
         "Offensive Forehand Loop": _rally((
-            Key(0.36, (-0.25, -0.62, 0.52), CLOSED, fh, -52, 0.32),
+            Key(0.36, (-0.25, -0.70, 0.52), CLOSED, fh, -52, 0.32),
             Key(0.52, (0.30, -0.45, 1.00), CLOSED, fh, -10, 0.15),
             Key(0.62, (0.35, -0.05, 1.82), CLOSED, fh, 36, 0.04)), 0.52, 0.65, False, 1.3, 0.35),
         "Offensive Forehand Flip": _rally((
@@ -140,11 +140,11 @@ def _strokes() -> dict[str, Program]:
             Key(0.64, (0.95, -0.12, 1.22), CLOSED, (0.3, -0.3, 0.9), 10, root=(0.3, 0.0), **lean_in)),
             0.52, 0.55, False, 1.1, 0.15),
         "Offensive Backhand Hit": _rally((
-            Key(0.38, (0.22, 0.16, 1.02), FLAT, bh, 28, 0.12),
+            Key(0.38, (0.22, 0.26, 1.02), FLAT, bh, 28, 0.12),
             Key(0.52, (0.46, -0.05, 1.08), FLAT, bh, 5, 0.1),
             Key(0.66, (0.56, -0.38, 1.25), FLAT, bh, -22, 0.08)), 0.52, 0.6, True, 1.5, 0.12),
         "Offensive Backhand Loop": _rally((
-            Key(0.36, (0.10, 0.22, 0.54), CLOSED, bh, 40, 0.3),
+            Key(0.36, (0.10, 0.32, 0.54), CLOSED, bh, 40, 0.3),
             Key(0.52, (0.38, -0.05, 1.00), CLOSED, bh, 8, 0.15),
             Key(0.62, (0.45, -0.42, 1.78), CLOSED, bh, -32, 0.04)), 0.52, 0.65, True, 1.3, 0.35),
         "Offensive Backhand Flip": _rally((
@@ -175,7 +175,7 @@ def _strokes() -> dict[str, Program]:
             Key(0.7, (0.60, 0.0, 1.18), (0.9, 0.0, -0.3), bh, 6, 0.14)), 0.46, 0.55, True, 1.2, 0.1),
         "Defensive Backhand Backspin": _rally((
             Key(0.22, root=(-0.55, 0.0)),
-            Key(0.4, (0.12, 0.26, 1.60), (0.2, 0.0, 1.0), bh, 35, 0.1, root=(-0.55, 0.0)),
+            Key(0.4, (0.12, 0.36, 1.60), (0.2, 0.0, 1.0), bh, 35, 0.1, root=(-0.55, 0.0)),
             Key(0.6, (0.42, 0.0, 0.85), OPEN, bh, 5, 0.2, root=(-0.55, 0.0)),
             Key(0.76, (0.52, -0.22, 0.55), OPEN, bh, -10, 0.28, 30, root=(-0.55, 0.0))), 0.6, 0.9, True, 0.9, 0.35),
     }
