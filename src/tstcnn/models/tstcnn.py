@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tstcnn.models.blocks import (AttentionBlock3d, ConvStage3d, LayerFactory, autocast_disabled, create_block,
-                                  init_conv_weights)
+from tstcnn.models.blocks import (AttentionBlock3d, ConvStage3d, LayerFactory, ResidualBlock3d, autocast_disabled,
+                                  create_block, init_conv_weights)
 
 __all__ = ["MODALITY_CHANNELS", "Branch3d", "TwinFusion", "TSTCNN", "create_branch", "branch_output_size"]
 
@@ -126,8 +126,16 @@ class TSTCNN(nn.Module):
         return nn.Linear(self.num_features, num_classes)
 
     def init_weights(self) -> None:
-        """Kaiming-normal convolutions, unit batch norms; linear and bilinear layers keep PyTorch's default."""
+        """Kaiming-normal convolutions, unit batch norms; linear and bilinear layers keep PyTorch's default.
+
+        The last convolution of every residual block starts at zero, so each block starts as the identity: an
+        attention block stacks twelve of them, and with all branches live the activations (and the first
+        logits) grow by orders of magnitude, which makes SGD at the paper's learning rate diverge.
+        """
         init_conv_weights(self)
+        for module in self.modules():
+            if isinstance(module, ResidualBlock3d):
+                nn.init.zeros_(module.conv3.weight)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every attention block in the backward pass instead of keeping its activations."""
