@@ -12,9 +12,11 @@ does not depend on how busy the machine is: 2000 / that is the clips per second 
 The classic layout holds the same frames as one PNG per RGB frame and one 16-bit PNG per flow frame (the
 KITTI flow encoding: ``(value · 64 + 2¹⁵)``, full resolution); its loader decodes the frames of each clip and
 applies the same ROI crop and augmentation (one ``warpAffine`` per full frame and modality, same samples, same
-random draws). The ratio is store ÷ classic for paper-size twin clips with 2 workers, in the same run.
+random draws). The headline figures (paper-size twin clips with the most workers, and their ratio) are
+measured with both loaders alive, in alternating windows (``--rounds`` × ``--seconds`` each), so that both see
+the same load on a shared machine.
 
-    python benchmarks/bench_loader.py [--copies 4] [--seconds 3] [--workers 0,1,2] [--keep DIR]
+    python benchmarks/bench_loader.py [--copies 4] [--seconds 3] [--rounds 3] [--workers 0,1,2] [--keep DIR]
 
 Prints a table, then one JSON line with the figures (and the load average: the machine may be shared).
 """
@@ -27,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -123,9 +126,8 @@ class ClassicClips(StrokeClips):
         return inputs
 
 
-def clips_per_second(dataset: StrokeClips, batch_size: int, workers: int, seconds: float) -> tuple[float, float]:
-    """Clips per second through ``build_dataloader`` after a warm-up batch, over about ``seconds``, and this
-    process's CPU milliseconds per clip (all the loading work when ``workers`` is 0)."""
+def batch_stream(dataset: StrokeClips, batch_size: int, workers: int) -> Iterator:
+    """Endless batches through ``build_dataloader``, epoch after epoch, workers started and warm."""
     loader = build_dataloader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0)
 
     def batches():
@@ -134,12 +136,37 @@ def clips_per_second(dataset: StrokeClips, batch_size: int, workers: int, second
 
     stream = batches()
     next(stream)  # worker start-up and first reads
+    return stream
+
+
+def measure(stream: Iterator, seconds: float, min_clips: int) -> tuple[int, float, float]:
+    """Clips read from ``stream`` in about ``seconds``: (clips, wall seconds, this process's CPU seconds)."""
     clips, started, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - started < seconds or clips < 2 * batch_size:
+    while time.perf_counter() - started < seconds or clips < min_clips:
         clips += len(next(stream)[1])
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    del stream, loader
-    return clips / elapsed, 1000 * cpu / clips
+    return clips, time.perf_counter() - started, time.process_time() - cpu
+
+
+def clips_per_second(dataset: StrokeClips, batch_size: int, workers: int, seconds: float) -> tuple[float, float]:
+    """Clips per second over about ``seconds`` after a warm-up batch, and this process's CPU milliseconds per
+    clip (all the loading work when ``workers`` is 0)."""
+    clips, wall, cpu = measure(batch_stream(dataset, batch_size, workers), seconds, 2 * batch_size)
+    return clips / wall, 1000 * cpu / clips
+
+
+def interleaved(datasets: dict[str, StrokeClips], batch_size: int, workers: int, seconds: float, rounds: int
+                ) -> dict[str, float]:
+    """Clips per second of each dataset, measured in alternating windows so that all see the same load."""
+    streams = {name: batch_stream(d, batch_size, workers) for name, d in datasets.items()}
+    totals = {name: [0, 0.0] for name in datasets}
+    for _ in range(rounds):
+        for name, stream in streams.items():
+            for _ in range(2 * workers):  # batches the idle loader prefetched (prefetch_factor 2) are not timed
+                next(stream)
+            clips, wall, _ = measure(stream, seconds, batch_size)
+            totals[name][0] += clips
+            totals[name][1] += wall
+    return {name: clips / wall for name, (clips, wall) in totals.items()}
 
 
 def main() -> None:
@@ -147,6 +174,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of bikes.mp4 (videos in the store)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per configuration")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader worker counts to measure")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating store/classic windows for the headline figures (most workers)")
     parser.add_argument("--keep", type=Path,
                         help="build in this folder and keep it, reusing what an earlier run left (default: a temporary one)")
     args = parser.parse_args()
@@ -187,17 +216,23 @@ def main() -> None:
             classic_cpu = cpu_ms if workers == 0 else classic_cpu
             rows.append(("classic paper", "twin", workers, classic[workers], cpu_ms))
 
-        print(f"{'layout':<16} {'modality':<8} {'workers':>7} {'clips/s':>9} {'main-process CPU ms/clip':>25}")
+        most = max(worker_counts)
+        paired = interleaved({"store": StrokeClips(stores["paper"], "train", "twin", SIZES["paper"][0], True, data),
+                              "classic": ClassicClips(classic_dir, stores["paper"], "train", "twin",
+                                                      SIZES["paper"][0], True, data)},
+                             SIZES["paper"][2], most, args.seconds, args.rounds)
+        for layout, rate in paired.items():
+            rows.append((f"{layout} paper (alternating)", "twin", most, rate, float("nan")))
+
+        print(f"{'layout':<28} {'modality':<8} {'workers':>7} {'clips/s':>9} {'main-process CPU ms/clip':>25}")
         for layout, modality, workers, rate, cpu_ms in rows:
-            print(f"{layout:<16} {modality:<8} {workers:>7} {rate:>9.1f} {cpu_ms:>25.1f}")
+            print(f"{layout:<28} {modality:<8} {workers:>7} {rate:>9.1f} {cpu_ms:>25.1f}")
         print(f"bytes per frame (RGB + flow): store 320 {bytes_per_frame['paper']:,.0f}, store 160 "
               f"{bytes_per_frame['cpu-small']:,.0f}, classic PNG 320 {classic_bytes_per_frame:,.0f}")
-        most = max(worker_counts)
-        paper_twin = figures[("paper", "twin", most)]
         result = {
-            f"paper_twin_clips_per_s_{most}_workers": round(paper_twin, 2),
-            f"classic_paper_twin_clips_per_s_{most}_workers": round(classic[most], 2),
-            "classic_ratio": round(paper_twin / classic[most], 2),
+            f"paper_twin_clips_per_s_{most}_workers": round(paired["store"], 2),
+            f"classic_paper_twin_clips_per_s_{most}_workers": round(paired["classic"], 2),
+            "classic_ratio": round(paired["store"] / paired["classic"], 2),
             "bytes_per_frame": round(bytes_per_frame["paper"]),
             "bytes_per_frame_cpu_small": round(bytes_per_frame["cpu-small"]),
             "classic_bytes_per_frame": round(classic_bytes_per_frame),
