@@ -104,7 +104,8 @@ def _classification_jobs(spec: SynthSpec) -> list[Job]:
             for index in range(count):
                 key = f"classification/{split}/{name}/{index}"
                 if split == "test":  # test ids must not give the class away
-                    video = f"classificationTask/test/test_{hashlib.sha256(f'{spec.seed}/{key}'.encode()).hexdigest()[:12]}.mp4"
+                    digest = hashlib.sha256(f"{spec.seed}/{key}".encode()).hexdigest()[:12]
+                    video = f"classificationTask/test/test_{digest}.mp4"
                 else:
                     video = f"classificationTask/{split}/{name}/{split}_{_slug(name)}_{index:04d}.mp4"
                 jobs.append(Job(split, (name,), key, video, None))

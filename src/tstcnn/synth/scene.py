@@ -148,7 +148,8 @@ def draw_segment(image: np.ndarray, camera: Camera, a: np.ndarray, b: np.ndarray
     draw_ops(image, [segment_op(camera, a, b, colour, width_m)])
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int], amount: float) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int], amount: float
+                  ) -> np.ndarray:
     """Low-frequency multiplicative texture around 1 (blotches on walls and floors)."""
     coarse = rng.normal(0.0, amount, size=cells).astype(np.float32)
     return 1.0 + cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)[..., None]
