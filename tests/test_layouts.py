@@ -3,7 +3,7 @@ import os
 import pytest
 
 from tstcnn.io.layouts import SourceItem, check_actions, read_layout
-from tstcnn.io.mediaeval import Action, write_actions
+from tstcnn.io.mediaeval import Action, write_actions, write_submission
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
 
 LOOP, PUSH = "Serve Forehand Loop", "Defensive Backhand Push"
@@ -27,6 +27,22 @@ def test_classification_layout(tmp_path):
     assert [(i.id, i.split, i.label) for i in scan.items] == [
         ("a", "train", LOOP), ("b", "train", PUSH), ("c", "validation", LOOP), ("d", "test", None)]
     assert scan.classes == TTSTROKE21_CLASSES
+
+
+def test_classification_test_labels_from_a_ground_truth_submission(tmp_path):
+    root = tmp_path / "classificationTask"
+    _touch(root / "train" / LOOP / "a.mp4")
+    for name in ("d", "e", "f"):
+        _touch(root / "test" / f"{name}.mp4")
+    truth = tmp_path / "truth.xml"
+    write_submission(truth, {"d.mp4": PUSH, "e.mp4": "Serve Forehand Lop", "g.mp4": LOOP})
+    scan = read_layout("mediaeval-classification", tmp_path, TTSTROKE21_CLASSES, test_labels=truth)
+    assert [(i.id, i.label) for i in scan.items if i.split == "test"] == [("d", PUSH), ("e", None), ("f", None)]
+    assert len(scan.problems) == 2
+    assert "unknown class 'Serve Forehand Lop'" in scan.problems[0]
+    assert "no test video 'g.mp4'" in scan.problems[1]
+    with pytest.raises(ValueError, match="mediaeval-classification"):
+        read_layout("folders", tmp_path / "classificationTask" / "train", None, test_labels=truth)
 
 
 def test_classification_problems_each_named(tmp_path):

@@ -126,6 +126,10 @@ def _prepare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", metavar="FILE",
                         help="class names, one per line (default: TTStroke-21 for the MediaEval layouts, the "
                              "names found for folders and csv)")
+    parser.add_argument("--test-labels", metavar="XML",
+                        help="mediaeval-classification only: the test split's ground truth in the submission format "
+                             "(tstcnn synth writes classificationTask/test_ground_truth.xml), so test clips are "
+                             "labelled for evaluation")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes, one video each (default: all cores)")
     parser.add_argument("--decode-threads", type=int, default=1, help="decoder threads per video (default: 1)")
@@ -161,7 +165,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         summary = prepare_dataset(args.source, args.layout, args.out, prep, classes=classes, workers=args.workers,
                                   decode_threads=args.decode_threads,
                                   shard=parse_shard(args.shard) if args.shard else None,
-                                  max_videos=args.max_videos, preset=args.preset, progress=not args.quiet)
+                                  max_videos=args.max_videos, preset=args.preset, test_labels=args.test_labels,
+                                  progress=not args.quiet)
     for line in summary_lines(summary):
         print(line)
     for problem in summary.problems:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tstcnn.io.mediaeval import Action, AnnotationError, read_actions
+from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, read_submission
 
 __all__ = ["LAYOUTS", "SPLITS", "VIDEO_EXTENSIONS", "SourceItem", "LayoutScan", "read_layout", "check_actions"]
 
@@ -124,7 +124,7 @@ def _valid_actions(actions: Sequence[Action], where: Path, collector: _Collector
     return ok
 
 
-def _read_classification(source: Path, classes: Sequence[str] | None) -> LayoutScan:
+def _read_classification(source: Path, classes: Sequence[str] | None, test_labels: Path | None = None) -> LayoutScan:
     root = _task_root(source, "classificationTask")
     collector = _Collector(root, classes)
     found: set[str] = set()
@@ -139,10 +139,19 @@ def _read_classification(source: Path, classes: Sequence[str] | None) -> LayoutS
             found.add(class_dir.name)
             for video in sorted(filter(_is_video, class_dir.iterdir())):
                 collector.add(SourceItem(video.stem, video, split, label=class_dir.name))
+    truth = _test_truth(test_labels, collector) if test_labels is not None else {}
     if (root / "test").is_dir():
         for video in sorted(filter(_is_video, (root / "test").iterdir())):
-            collector.add(SourceItem(video.stem, video, "test"))
+            label = truth.pop(video.name, None)
+            collector.add(SourceItem(video.stem, video, "test", label=label, annotation=test_labels if label else None))
+    collector.problems.extend(f"{test_labels}: no test video {name!r}" for name in sorted(truth))
     return collector.scan(found)
+
+
+def _test_truth(path: Path, collector: _Collector) -> dict[str, str]:
+    """The test split's ground truth (a submission-format XML), without the entries naming unknown classes."""
+    labels = read_submission(path)
+    return {name: label for name, label in labels.items() if collector.known_class(label, f"{path}: video {name!r}")}
 
 
 def _read_detection(source: Path, classes: Sequence[str] | None) -> LayoutScan:
@@ -261,12 +270,16 @@ _READERS = {"mediaeval-classification": _read_classification, "mediaeval-detecti
             "folders": _read_folders, "csv": _read_csv}
 
 
-def read_layout(layout: str, source: str | Path, classes: Sequence[str] | None = None) -> LayoutScan:
+def read_layout(layout: str, source: str | Path, classes: Sequence[str] | None = None,
+                test_labels: str | Path | None = None) -> LayoutScan:
     """Read a dataset in ``layout`` from ``source`` (a folder, or the CSV file for ``csv``).
 
     Args:
         classes: the taxonomy's class names; labels outside it are problems. ``None`` accepts the names found
             (returned sorted in ``LayoutScan.classes``).
+        test_labels: for ``mediaeval-classification``, the test split's ground truth in the submission format
+            (``<videos><video name class/>…``), as the organisers release it after a campaign; the test clips
+            are unlabelled without it.
 
     Raises:
         ValueError: unknown layout, or ``source`` is not that layout at all (nothing can be read).
@@ -278,7 +291,11 @@ def read_layout(layout: str, source: str | Path, classes: Sequence[str] | None =
         raise ValueError(f"{source}: no such dataset folder or file")
     if layout != "csv" and not source.is_dir():
         raise ValueError(f"{source}: the {layout} layout needs a folder")
-    return _READERS[layout](source, classes)
+    if test_labels is None:
+        return _READERS[layout](source, classes)
+    if layout != "mediaeval-classification":
+        raise ValueError(f"test labels apply to the mediaeval-classification layout, not {layout}")
+    return _read_classification(source, classes, Path(test_labels))
 
 
 def check_actions(item: SourceItem, frames: int) -> list[str]:

@@ -379,18 +379,20 @@ def _check_settings(root: Path, prep: PrepConfig, layout: str, source: Path, pre
 def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: PrepConfig, *,
                     classes: Sequence[str] | None = None, workers: int = 1, decode_threads: int = 1,
                     shard: tuple[int, int] | None = None, max_videos: int | None = None, preset: str | None = None,
-                    progress: bool = True, log: Callable[[str], None] = print) -> PrepareSummary:
+                    test_labels: str | Path | None = None, progress: bool = True,
+                    log: Callable[[str], None] = print) -> PrepareSummary:
     """Read ``source`` in ``layout`` and prepare it into the store ``out`` (resuming what is there).
 
     Without ``shard`` the manifest is written at the end (also when some inputs were skipped: the good videos
     are kept and the problems recorded). With ``shard`` only ``shards/<i>-of-<n>.json`` is written; run
-    :func:`merge_shards` once every shard has finished.
+    :func:`merge_shards` once every shard has finished. ``test_labels`` labels the test clips of a
+    mediaeval-classification layout from a ground-truth submission XML (see :func:`read_layout`).
     """
     source, root = Path(source), Path(out)
     if prep.width < 16 or prep.width % 2:
         raise ValueError(f"prep width {prep.width}: needs an even number of pixels, at least 16")
     create_flow(prep.flow)  # an unknown method fails here, not once per video
-    scan = read_layout(layout, source, classes)
+    scan = read_layout(layout, source, classes, test_labels)
     _check_settings(root, prep, layout, source, preset)
     items = scan.items
     if shard is not None:
