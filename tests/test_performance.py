@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from tstcnn.config import TrainConfig
-from tstcnn.engine.performance import apply_performance_options, autocast, autocast_dtype, prepare_inputs
+from tstcnn.engine.performance import (apply_performance_options, autocast, autocast_dtype, bf16_is_fast,
+                                      inference_options, prepare_inputs)
 from tstcnn.models import build_model
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
 
@@ -168,3 +169,11 @@ def test_apply_performance_options_keeps_checkpoint_keys():
     keys = list(model.state_dict())
     fast = apply_performance_options(model, TrainConfig(channels_last=True, checkpoint_attention=True), "cpu")
     assert fast is model and list(fast.state_dict()) == keys
+
+
+def test_inference_options_follow_the_hardware():
+    options = inference_options("cpu")
+    assert options["precision"] == ("bf16" if bf16_is_fast("cpu") else "fp32")
+    assert options["channels_last"] is bf16_is_fast("cpu")
+    assert bf16_is_fast("meta") is False
+

@@ -17,6 +17,7 @@ def test_flop_counts_match_the_design_yardsticks():
     assert flops["infer_flops"] / 2 / 1e9 == pytest.approx(72, rel=0.03)
 
 
+@pytest.mark.slow  # four fresh Python processes: about 30 s on 2 idle cores
 def test_tiny_run_reports_every_case_and_the_ratios():
     summary = run_benchmark("twin", "attention", (8, 32, 32), batch_size=2, threads=1, steps=1, warmup=0,
                             train_cases=("baseline", "bf16-ckpt"), infer_cases=("baseline", "bf16-cl"), progress=False)

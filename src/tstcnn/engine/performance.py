@@ -21,7 +21,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "autocast", "apply_performance_options", "prepare_inputs", "autocast_dtype"]
+__all__ = ["PRECISIONS", "autocast", "apply_performance_options", "prepare_inputs", "autocast_dtype", "bf16_is_fast",
+           "inference_options"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -76,3 +77,21 @@ def prepare_inputs(inputs: Mapping[str, torch.Tensor], device: torch.device | st
         moved[key] = value.contiguous(memory_format=torch.channels_last_3d) if channels_last and value.dim() == 5 \
             else value
     return moved
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether ``device`` has bf16 matrix units: AMX or AVX-512-BF16 on a CPU, bf16 support on a CUDA GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
+def inference_options(device: torch.device | str) -> dict[str, object]:
+    """The fastest measured inference settings for ``device`` (``tstcnn bench``, case ``bf16-cl``):
+    bf16 autocast and channels-last 3D where bf16 is fast, else the fp32 reference path."""
+    fast = bf16_is_fast(device)
+    return {"precision": "bf16" if fast else "fp32", "channels_last": fast}
+
