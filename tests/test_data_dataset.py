@@ -133,6 +133,7 @@ def test_loader_is_reproducible_across_worker_counts(store):
     assert torch.equal(first[0]["rgb"], torch.stack([x["rgb"] for x, _ in items]))
     assert torch.equal(first[0]["flow"], torch.stack([x["flow"] for x, _ in items]))
     assert first[1].tolist() == [y for _, y in items]
+    assert ordered.dataset.classes == dataset.classes and len(ordered.dataset) == len(dataset)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial[0], serial[1]))  # epochs differ
 
 

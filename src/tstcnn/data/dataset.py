@@ -208,6 +208,12 @@ class _BatchedClips(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped dataset's attributes (``loader.dataset.classes``, ``.set_epoch`` …)."""
+        if name == "clips":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.clips, name)
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[str, torch.Tensor], int]:
         return self.clips[key]
 
@@ -281,8 +287,8 @@ def build_dataloader(dataset: StrokeClips, batch_size: int, shuffle: bool, num_w
                      distributed: bool = False) -> DataLoader:
     """A ``DataLoader`` over ``dataset`` with an :class:`EpochSampler`; batches are ``(inputs, labels)``, the
     inputs a dict of ``(N, C, T, H, W)`` tensors, labels int64 ``(N,)``, read a batch at a time straight into the
-    batch tensors. ``distributed`` shards the samples across the torchrun ranks. ``loader.dataset.clips`` is
-    ``dataset``.
+    batch tensors. ``distributed`` shards the samples across the torchrun ranks. ``loader.dataset`` wraps
+    ``dataset`` (its attributes read through).
 
     Sets OpenCV to one thread in this process, before any worker is forked: clips are small (one warp per frame
     and plane), so OpenCV's own threads only compete with the workers, and a forked worker cannot safely
