@@ -177,7 +177,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating store/classic windows for the headline figures (most workers)")
     parser.add_argument("--keep", type=Path,
-                        help="build in this folder and keep it, reusing what an earlier run left (default: a temporary one)")
+                        help="build in this folder and keep it, reusing what an earlier run left "
+                             "(default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the main process only loads (0 workers) or receives batches: no intra-op threads
     worker_counts = [int(w) for w in args.workers.split(",")]

@@ -1,6 +1,8 @@
 """Stroke clips for training and evaluation: temporal sampling, the paper's augmentation, negatives, splits."""
 
-from tstcnn.data.dataset import MODALITY_INPUTS, EpochSampler, StrokeClips, build_dataloader, collect_segments, seed_worker
+from tstcnn.data.dataset import (
+    MODALITY_INPUTS, EpochSampler, StrokeClips, build_dataloader, collect_segments, seed_worker,
+)
 from tstcnn.data.functional import AffineParams
 from tstcnn.data.negatives import cap_negatives, mine_negatives, negative_cap, stroke_gaps
 from tstcnn.data.sampling import ClipInfo, Segment, TemporalSampler
