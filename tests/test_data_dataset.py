@@ -154,3 +154,13 @@ def test_bad_requests_fail_with_a_clear_message(store):
         StrokeClips(store, "train", "depth", CLIP, False, DataConfig())
     with pytest.raises(ValueError, match="not in the taxonomy"):
         StrokeClips(store, "train", "rgb", CLIP, False, DataConfig(), classes=Taxonomy(("Other", "Negative")))
+
+
+def test_odd_clip_sizes_are_trimmed_from_the_even_crop(store):
+    dataset = StrokeClips(store, "train", "twin", (8, 31, 33), False, DataConfig(), seed=3)
+    inputs, _ = dataset[0]
+    assert inputs["rgb"].shape == (3, 8, 31, 33) and inputs["flow"].shape == (2, 8, 31, 33)
+    reference = store.read_clip("long", 16, 8, (31, 33))
+    assert np.abs(inputs["rgb"].permute(1, 2, 3, 0).numpy() * 255 - reference["rgb"]).max() < 1e-3
+    batch, _ = next(iter(build_dataloader(dataset, batch_size=2, shuffle=False, num_workers=0, seed=0)))
+    assert torch.equal(batch["flow"][0], inputs["flow"]) and torch.equal(batch["rgb"][0], inputs["rgb"])
