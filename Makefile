@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tstcnn models
+	$(BIN)/tstcnn demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -720,6 +720,49 @@ def _run_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+@command
+def _demo(subparsers: argparse._SubParsersAction) -> None:
+    from tstcnn.demo import DemoSettings
+
+    defaults = DemoSettings()
+    parser = subparsers.add_parser(
+        "demo", help="the whole pipeline on a small synthetic benchmark (minutes on a CPU)",
+        description="Generate a synthetic table tennis benchmark (21 classes, the benchmark's default nuisance), "
+                    "prepare it, train the Twin with attention (cpu-small preset), evaluate every split, write "
+                    "the MediaEval submission for the test clips, the attention maps and the HTML report, and "
+                    "print where everything is. DIR is a run folder: the other commands take it. Re-running "
+                    "the same command resumes an interrupted demo.")
+    parser.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
+    parser.add_argument("--per-class", type=int, default=defaults.per_class, metavar="N",
+                        help=f"train clips per class; validation and test get N/4 (default: {defaults.per_class})")
+    parser.add_argument("--size", type=_parse_size, default=defaults.size, metavar="WxH",
+                        help="frame size of the generated videos (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=defaults.fps, help="frame rate (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (train.epochs; default: the "
+                                                                 "preset's)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="data and training seed (default: 0)")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes generating and preparing videos (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from tstcnn.demo import DemoSettings, run_demo, summary_lines
+
+    if len(args.size) != 2:
+        raise UsageError(f"--size needs two values WxH, got {'x'.join(map(str, args.size))}")
+    if args.per_class < 4 or args.workers < 1 or (args.epochs is not None and args.epochs < 1):
+        raise UsageError("--per-class must be at least 4 (so every split has clips), --workers and --epochs "
+                         "at least 1")
+    settings = DemoSettings(per_class=args.per_class, size=tuple(args.size), fps=args.fps, seed=args.seed,
+                            workers=args.workers, epochs=args.epochs)
+    results = run_demo(args.out, settings, progress=not args.quiet)
+    for line in summary_lines(results, args.out):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tstcnn",
