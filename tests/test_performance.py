@@ -15,6 +15,7 @@ from tstcnn.config import TrainConfig
 from tstcnn.engine.performance import (apply_performance_options, autocast, autocast_dtype, bf16_is_fast,
                                       inference_options, prepare_inputs)
 from tstcnn.models import build_model
+from tstcnn.models.blocks import ResidualBlock3d
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
 
 SIZE = (8, 32, 32)
@@ -28,6 +29,10 @@ def _inputs(batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
 def _twin(block: str = "attention") -> nn.Module:
     torch.manual_seed(0)
     model = build_model("twin", block, input_size=SIZE, channels=(8, 16, 16), num_features=16)
+    with torch.no_grad():  # residual blocks start as the identity (zero last conv): make every path carry signal
+        for m in model.modules():
+            if isinstance(m, ResidualBlock3d):
+                m.conv3.weight.normal_(0, 0.1)
     with torch.no_grad():  # non-trivial batch-norm affine parameters so that errors would show
         for m in model.modules():
             if isinstance(m, nn.BatchNorm3d):
@@ -58,6 +63,16 @@ def _assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float, 
     assert error <= rel, f"{what}: max error {error:.2e} of the reference's scale, allowed {rel:.0e}"
 
 
+def _assert_same_step(model: nn.Module, inputs: dict, reference: nn.Module, ref_inputs: dict, logits_rel: float,
+                      grad_rel: float) -> None:
+    """Logits and every parameter's gradient of one step of ``model`` against ``reference``."""
+    logits, grads = _loss_and_grads(model, inputs)
+    ref_logits, ref_grads = _loss_and_grads(reference, ref_inputs)
+    _assert_close_rel(logits, ref_logits, logits_rel, "logits")
+    for name, grad in ref_grads.items():
+        _assert_close_rel(grads[name], grad, grad_rel, f"grad {name}")
+
+
 def test_reference_loads_the_same_state_dict_keys():
     model = _twin()
     reference = reference_from_model(model)
@@ -70,11 +85,7 @@ def test_model_matches_reference_outputs_and_gradients_fp32(block):
     model = _twin(block).eval()
     reference = reference_from_model(model)
     inputs = _inputs()
-    logits, grads = _loss_and_grads(model, inputs)
-    ref_logits, ref_grads = _loss_and_grads(reference, inputs)
-    _assert_close_rel(logits, ref_logits, 1e-5, "logits")
-    for name, grad in ref_grads.items():
-        _assert_close_rel(grads[name], grad, 1e-3, f"grad {name}")
+    _assert_same_step(model, inputs, reference, inputs, 1e-5, 1e-3)
 
 
 def test_model_matches_reference_in_training_mode():
@@ -96,11 +107,7 @@ def test_channels_last_matches_reference():
     assert fast.branches["rgb"].stage1.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     fast_inputs = prepare_inputs(inputs, "cpu", channels_last=True)
     assert fast_inputs["rgb"].is_contiguous(memory_format=torch.channels_last_3d)
-    logits, grads = _loss_and_grads(fast, fast_inputs)
-    ref_logits, ref_grads = _loss_and_grads(reference, inputs)
-    _assert_close_rel(logits, ref_logits, 1e-4, "logits")
-    for name, grad in ref_grads.items():
-        _assert_close_rel(grads[name], grad, 1e-3, f"grad {name}")
+    _assert_same_step(fast, fast_inputs, reference, inputs, 1e-4, 1e-3)
 
 
 def test_checkpointed_attention_gives_the_same_gradients_and_statistics():
@@ -111,11 +118,7 @@ def test_checkpointed_attention_gives_the_same_gradients_and_statistics():
     inputs = _inputs(batch=4)
     fast = apply_performance_options(model, TrainConfig(checkpoint_attention=True))
     assert all(m.checkpoint for m in fast.modules() if type(m).__name__ == "AttentionBlock3d")
-    logits, grads = _loss_and_grads(fast, inputs)
-    ref_logits, ref_grads = _loss_and_grads(twin, inputs)
-    torch.testing.assert_close(logits, ref_logits)
-    for name, grad in ref_grads.items():
-        _assert_close_rel(grads[name], grad, 1e-5, f"grad {name}")
+    _assert_same_step(fast, inputs, twin, inputs, 1e-6, 1e-5)
     # the recomputation must not update the batch-norm running statistics a second time
     for (name, buf), (_, ref_buf) in zip(fast.named_buffers(), twin.named_buffers(), strict=True):
         torch.testing.assert_close(buf, ref_buf, msg=f"buffer {name}")
