@@ -180,3 +180,16 @@ def test_inference_options_follow_the_hardware():
     assert options["channels_last"] is bf16_is_fast("cpu")
     assert bf16_is_fast("meta") is False
 
+
+
+def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient():
+    from tstcnn.models.blocks import MaxPool3d
+
+    x = torch.randn(2, 3, 7, 9, 6, requires_grad=True)  # odd sizes: the last plane is dropped
+    expected = torch.nn.MaxPool3d(2)(x)
+    (expected_grad,) = torch.autograd.grad(expected, x, torch.ones_like(expected) * torch.arange(expected.shape[-1]))
+    out = MaxPool3d(2)(x)
+    assert {t.shape for t in out.grad_fn.saved_tensors} == {out.shape}  # the indices, not the input
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out) * torch.arange(out.shape[-1]))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad)
