@@ -7,13 +7,16 @@ the logits' spread (8-bit mantissa through ~40 layers).
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 from tstcnn.config import TrainConfig
 from tstcnn.engine.performance import (apply_performance_options, autocast, autocast_dtype, bf16_is_fast,
-                                      inference_options, prepare_inputs)
+                                      inference_options, prepare_inputs, return_freed_memory_to_os)
 from tstcnn.models import build_model
 from tstcnn.models.blocks import ResidualBlock3d
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
@@ -193,3 +196,24 @@ def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient():
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out) * torch.arange(out.shape[-1]))
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc only")
+def test_freed_activations_go_back_to_the_os():
+    # Without the fixed threshold, the 30 MB free raises glibc's threshold, the 20 MB blocks come from the
+    # heap, and the small blocks between them keep ~140 MB resident after the large ones are freed.
+    assert return_freed_memory_to_os()
+    torch.empty(30 << 20, dtype=torch.uint8).fill_(1)
+    before = _resident_mb()
+    blocks, pins = [], []
+    for _ in range(10):
+        blocks.append(torch.empty(20 << 20, dtype=torch.uint8).fill_(1))
+        pins.append(torch.empty(256, dtype=torch.uint8))
+    assert _resident_mb() - before > 150
+    del blocks
+    assert _resident_mb() - before < 30
