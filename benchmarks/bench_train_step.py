@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tstcnn.config import load_config, override
 from tstcnn.engine.study import STUDY_MODELS
-from tstcnn.engine.trainer import autocast_context
+from tstcnn.engine.performance import autocast
 from tstcnn.models import build_model_from_config
 
 
@@ -43,7 +43,7 @@ def time_training(cfg, precision: str, steps: int, warmup: int) -> float:
     for step in range(warmup + steps):
         if step == warmup:
             started = time.perf_counter()
-        with autocast_context(device, precision):
+        with autocast(precision, device):
             logits = model(**inputs)
         loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from tstcnn.engine.checkpoint import load_run
 from tstcnn.engine.distributed import default_device
 from tstcnn.engine.metrics import classification_report
-from tstcnn.engine.trainer import autocast_context
+from tstcnn.engine.performance import autocast
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
 
@@ -44,7 +44,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     labels, probabilities = [], []
     for inputs, label in tqdm(loader, desc=description, leave=False, disable=not progress, unit="batch"):
-        with autocast_context(device, precision):
+        with autocast(precision, device):
             logits = model(**{k: v.to(device) for k, v in inputs.items()})
         probabilities.append(logits.float().softmax(1).cpu())
         labels.append(torch.as_tensor(label))

@@ -23,7 +23,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,14 @@ from tstcnn.engine.distributed import (
     shutdown_distributed,
     unwrap_model,
 )
+from tstcnn.engine.performance import PRECISIONS, apply_performance_options, autocast, prepare_inputs
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
 
 __all__ = ["TrainData", "EpochResult", "fit", "train", "train_data_from_store", "read_metrics", "PRECISIONS",
-           "run_epoch", "autocast_context"]
+           "run_epoch"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -98,23 +98,6 @@ def train_data_from_store(cfg: Config, store: Any, seed: int | None = None) -> T
                             "prep": prep})
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for bf16 / fp16, nothing for fp32 (the reference path)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-def _to_device(inputs: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
-    moved = {}
-    for key, value in inputs.items():
-        value = value.to(device, non_blocking=True)
-        moved[key] = value.contiguous(memory_format=torch.channels_last_3d) if channels_last else value
-    return moved
-
-
 def _worker_seeder(seed: int) -> Callable[[int], None]:
     def seed_worker(worker_id: int) -> None:
         worker_seed = (seed + worker_id) % 2**32
@@ -152,9 +135,9 @@ def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, 
                dynamic_ncols=True)
     with torch.set_grad_enabled(training):
         for inputs, labels in bar:
-            inputs = _to_device(inputs, ctx.device, channels_last)
+            inputs = prepare_inputs(inputs, ctx.device, channels_last)
             labels = labels.to(ctx.device, non_blocking=True)
-            with autocast_context(ctx.device, precision):
+            with autocast(precision, ctx.device):
                 logits = model(**inputs)
             loss = F.cross_entropy(logits.float(), labels)
             if training:
@@ -279,16 +262,7 @@ def _prepare_model(cfg: Config, ctx: DistributedContext) -> tuple[nn.Module, nn.
     from tstcnn.models import build_model_from_config
 
     plain = build_model_from_config(cfg.model)
-    if cfg.train.checkpoint_attention:
-        set_checkpointing = getattr(plain, "set_grad_checkpointing", None)
-        if set_checkpointing is None:
-            warnings.warn(f"{type(plain).__name__} has no set_grad_checkpointing(); train.checkpoint_attention "
-                          "is ignored", stacklevel=2)
-        else:
-            set_checkpointing(True)
-    plain.to(ctx.device)
-    if cfg.train.channels_last:
-        plain.to(memory_format=torch.channels_last_3d)
+    apply_performance_options(plain, replace(cfg.train, compile=False), ctx.device)  # compiled after DDP wraps it
     model: nn.Module = plain
     if ctx.enabled:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -349,7 +323,8 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
     _seed_everything(train_cfg.seed)
     model, plain = _prepare_model(cfg, ctx)
     optimizer = torch.optim.SGD(plain.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
-                                weight_decay=train_cfg.weight_decay, nesterov=train_cfg.nesterov)
+                                weight_decay=train_cfg.weight_decay, nesterov=train_cfg.nesterov,
+                                fused=ctx.device.type in ("cpu", "cuda"))  # one kernel, no copies of the FC grads
     scheduler: EpochScheduler = build_scheduler(train_cfg)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=train_cfg.precision == "fp16")
     classes = list(data.classes.classes)
