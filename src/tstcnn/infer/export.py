@@ -96,7 +96,9 @@ def export_model(model: nn.Module, path: str | Path, fmt: str, modality: str, in
     names = input_names(modality)
     wrapper = _PositionalInputs(model.cpu().eval(), names).eval()
     example = tuple(_example_inputs(names, input_size, batch=2))
-    with atomic_path(path) as tmp, torch.inference_mode(False), warnings.catch_warnings():
+    # Traced without autograd: the graph is for inference, and training-only paths (a pooling with a custom
+    # backward) must not enter it.
+    with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter and tracer warn about their own future
         if fmt == "torchscript":
             torch.jit.trace(wrapper, example, check_trace=False).save(str(tmp))
