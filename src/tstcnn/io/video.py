@@ -16,7 +16,7 @@ import av
 import cv2
 import numpy as np
 
-__all__ = ["VideoError", "VideoInfo", "probe", "iter_frames", "read_frames", "count_frames", "resize_to_width",
+__all__ = ["VideoError", "VideoInfo", "probe", "iter_decoded", "iter_frames", "read_frames", "count_frames", "resize_to_width",
            "VideoWriter"]
 
 
@@ -57,8 +57,8 @@ def resize_to_width(frame: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=interpolation)
 
 
-def iter_frames(path: str | Path, width: int | None = None, threads: int = 0) -> Iterator[np.ndarray]:
-    """Decode every frame in order as RGB ``uint8``, resized to ``width`` when given.
+def iter_decoded(path: str | Path, threads: int = 0) -> Iterator[av.VideoFrame]:
+    """Decode every frame of the first video stream in order, as PyAV frames (convert them as the caller needs).
 
     Raises :class:`VideoError` when the file cannot be opened or decoding fails part-way.
     """
@@ -74,11 +74,16 @@ def iter_frames(path: str | Path, width: int | None = None, threads: int = 0) ->
             stream.thread_type = "AUTO"
             stream.thread_count = threads
         try:
-            for frame in container.decode(stream):
-                image = frame.to_ndarray(format="rgb24")
-                yield resize_to_width(image, width) if width else image
+            yield from container.decode(stream)
         except (av.error.FFmpegError, ValueError) as exc:
             raise VideoError(f"{path}: decoding failed ({exc})") from None
+
+
+def iter_frames(path: str | Path, width: int | None = None, threads: int = 0) -> Iterator[np.ndarray]:
+    """Decode every frame in order as RGB ``uint8``, resized to ``width`` when given (see :func:`iter_decoded`)."""
+    for frame in iter_decoded(path, threads):
+        image = frame.to_ndarray(format="rgb24")
+        yield resize_to_width(image, width) if width else image
 
 
 def read_frames(path: str | Path, width: int | None = None) -> np.ndarray:

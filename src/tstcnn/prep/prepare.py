@@ -28,14 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 
 from tstcnn.config import PrepConfig
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.layouts import SourceItem, check_actions, read_layout
-from tstcnn.io.video import VideoError, probe
+from tstcnn.io.video import VideoError, iter_decoded, probe
 from tstcnn.prep.flow import create_flow
 from tstcnn.prep.roi import frame_centre, smooth_centres
 from tstcnn.prep.store import (META, VIDEOS, VideoEntryWriter, complete_video_ids, downsample_flow, finalize_store,
@@ -55,23 +54,9 @@ def frame_size(width: int, height: int, target_width: int) -> tuple[int, int]:
 
 def iter_yuv420(path: str | Path, width: int, threads: int = 0) -> Iterator[np.ndarray]:
     """Decode every frame as I420 ``(H*3//2, W)`` uint8 at ``width`` (aspect kept), in decoding order."""
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"{path}: cannot open video ({exc})") from None
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
-            stream.thread_count = threads
-        try:
-            for frame in container.decode(stream):
-                w, h = frame_size(frame.width, frame.height, width)
-                yield frame.reformat(w, h, format="yuv420p", interpolation="AREA").to_ndarray()
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoError(f"{path}: decoding failed ({exc})") from None
+    for frame in iter_decoded(path, threads):
+        w, h = frame_size(frame.width, frame.height, width)
+        yield frame.reformat(w, h, format="yuv420p", interpolation="AREA").to_ndarray()
 
 
 def _prefetch(frames: Iterator[np.ndarray], depth: int = 16) -> Iterator[np.ndarray]:
