@@ -99,6 +99,8 @@ def save_attention_grid(path: str | Path, rgb: torch.Tensor, masks: dict[str, to
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tstcnn.viz.figures import save_figure
+
     num_frames = rgb.shape[1]
     steps = list(time_steps) if time_steps is not None else np.linspace(0, num_frames - 1, 5).round().astype(int)
     bad = [t for t in steps if not 0 <= t < num_frames]
@@ -124,10 +126,7 @@ def save_attention_grid(path: str | Path, rgb: torch.Tensor, masks: dict[str, to
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def save_attention_animation(path: str | Path, rgb: torch.Tensor, masks: dict[str, torch.Tensor],

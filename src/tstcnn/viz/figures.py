@@ -18,13 +18,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tstcnn.io.atomic import atomic_path  # noqa: E402
 
-__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay"]
+__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "save_figure"]
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``figure`` as a PNG atomically and close it (figures of a long run are drawn many times)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return path
 
@@ -53,7 +54,7 @@ def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     acc_axis.set_ylim(0, 1)
     loss_axis.set_title("loss (grey lines: learning-rate changes)")
     acc_axis.set_title("accuracy")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
@@ -76,7 +77,7 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
     accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
     axis.set_title(f"{title} (accuracy {accuracy:.1%}, rows normalised)".strip())
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
@@ -94,4 +95,4 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
     axis.grid(alpha=0.3)
     axis.set_title(title)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tstcnn.io.atomic import atomic_path
 from tstcnn.io.mediaeval import Action
 
 __all__ = ["plot_timeline"]
@@ -45,6 +44,8 @@ def plot_timeline(path: str | Path, frame_probs: np.ndarray, classes: Sequence[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tstcnn.viz.figures import save_figure
+
     frame_probs = np.asarray(frame_probs)
     scale = 1.0 / fps if fps else 1.0
     time = np.arange(len(frame_probs)) * scale
@@ -71,7 +72,4 @@ def plot_timeline(path: str | Path, frame_probs: np.ndarray, classes: Sequence[s
     if title:
         top.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
