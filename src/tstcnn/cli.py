@@ -383,7 +383,8 @@ def _score_classification(subparsers: argparse._SubParsersAction) -> None:
         "score-classification", help="accuracy and confusion matrices of a classification submission",
         description="Score a MediaEval classification submission (<videos><video name class/>) against ground "
                     "truth: a submission-style XML, or a <Class>/<video> folder layout. Prints the accuracy (and by "
-                    "stroke type, hand, type+hand) and writes the report and row-normalised confusion matrices. "
+                    "stroke type, hand, type+hand) and writes the report and the confusion matrices (PNG, rows normalised, "
+                    "and CSV counts). "
                     "Videos are matched by name without extension; mismatches are refused with the video named.")
     parser.add_argument("submission", metavar="SUBMISSION", help="the submission XML")
     parser.add_argument("gt", metavar="GT", help="ground-truth XML or <Class>/<video> folder")
@@ -406,14 +407,12 @@ def _run_score_classification(args: argparse.Namespace) -> int:
     for grouping, values in report.get("groupings", {}).items():
         print(f"  by {grouping}: accuracy {values['accuracy']:.4f}")
     if args.out:
-        from tstcnn.viz.figures import plot_confusion
+        from tstcnn.engine.evaluate import write_confusions
 
         out = Path(args.out)
         atomic_write_text(out / "scores.json", json.dumps(report, indent=1) + "\n")
-        plot_confusion(report["confusion_matrix"], taxonomy.classes, out / "confusion.png", "classes")
-        for grouping, values in report.get("groupings", {}).items():
-            plot_confusion(values["confusion_matrix"], values["names"], out / f"confusion_{grouping}.png", grouping)
-        print(f"wrote {out / 'scores.json'} and the confusion matrices")
+        write_confusions(report, out)
+        print(f"wrote {out / 'scores.json'} and the confusion matrices (PNG and CSV)")
     return 0
 
 

@@ -69,8 +69,8 @@ def _confusion_csv(cm: Sequence[Sequence[int]], names: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def write_confusions(report: Mapping[str, Any], out_dir: str | Path, split: str) -> list[Path]:
-    """``confusion_<split>.png/.csv`` for the fine classes and ``confusion_<split>_<grouping>.*`` per grouping."""
+def write_confusions(report: Mapping[str, Any], out_dir: str | Path, split: str = "") -> list[Path]:
+    """``confusion[_<split>].png/.csv`` for the fine classes and ``confusion[_<split>]_<grouping>.*`` per grouping."""
     from tstcnn.viz.figures import plot_confusion
 
     out_dir = Path(out_dir)
@@ -78,9 +78,9 @@ def write_confusions(report: Mapping[str, Any], out_dir: str | Path, split: str)
     matrices += [(f"_{g}", v["names"], v["confusion_matrix"]) for g, v in report.get("groupings", {}).items()]
     written = []
     for suffix, names, cm in matrices:
-        stem = out_dir / f"confusion_{split}{suffix}"
+        stem = out_dir / f"confusion{'_' + split if split else ''}{suffix}"
         atomic_write_text(stem.with_suffix(".csv"), _confusion_csv(cm, names))
-        title = f"{split}{' by ' + suffix[1:].replace('_', '+') if suffix else ''}"
+        title = f"{split or 'classes'}{' by ' + suffix[1:].replace('_', '+') if suffix else ''}"
         written += [stem.with_suffix(".csv"), plot_confusion(np.asarray(cm), names, stem.with_suffix(".png"), title)]
     return written
 
