@@ -22,11 +22,30 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ConvStage3d", "ResidualBlock3d", "AttentionBlock3d", "create_block", "init_conv_weights"]
+__all__ = ["Conv3d", "ConvStage3d", "ResidualBlock3d", "AttentionBlock3d", "create_block", "init_conv_weights"]
 
 LayerFactory = Callable[..., nn.Module]
 
 BLOCK_KINDS = ("none", "residual", "attention")
+
+
+class Conv3d(nn.Conv3d):
+    """:class:`torch.nn.Conv3d` that convolves a one-frame input in 2D with the centre slice of its kernel.
+
+    With zero padding of ``kernel_size // 2`` in time, the other slices of the kernel only meet padding, so the
+    result is the same. The reason is a oneDNN fault (PyTorch 2.13, CPU): bf16 3D convolutions of one-frame
+    inputs with 1, 3, 5, 7, 9 or 11–15 channels return wrong values and NaN, which the bottleneck of a 48-channel
+    block (12 channels) meets at the coarsest level of an attention block's mask branch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        depth = self.kernel_size[0]
+        if (x.shape[2] == 1 and self.padding_mode == "zeros" and self.stride[0] == 1 and self.dilation[0] == 1
+                and not isinstance(self.padding, str) and self.padding[0] == depth // 2):
+            out = F.conv2d(x.squeeze(2), self.weight[:, :, depth // 2], self.bias, self.stride[1:],
+                           self.padding[1:], self.dilation[1:], self.groups)
+            return out.unsqueeze(2)
+        return super().forward(x)
 
 
 class MaxPool3d(nn.MaxPool3d):
@@ -77,7 +96,7 @@ class ConvStage3d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, act_layer: LayerFactory | None = None) -> None:
         super().__init__()
         act_layer = act_layer or partial(nn.ReLU, inplace=True)
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
+        self.conv = Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
         self.act = act_layer()
         self.pool = MaxPool3d(kernel_size=2)
 
@@ -103,13 +122,13 @@ class ResidualBlock3d(nn.Module):
         width = math.ceil(channels / 4)
         self.bn1 = norm_layer(channels)
         self.act1 = act_layer()
-        self.conv1 = nn.Conv3d(channels, width, kernel_size=1, bias=False)
+        self.conv1 = Conv3d(channels, width, kernel_size=1, bias=False)
         self.bn2 = norm_layer(width)
         self.act2 = act_layer()
-        self.conv2 = nn.Conv3d(width, width, kernel_size=3, padding=1, bias=False)
+        self.conv2 = Conv3d(width, width, kernel_size=3, padding=1, bias=False)
         self.bn3 = norm_layer(width)
         self.act3 = act_layer()
-        self.conv3 = nn.Conv3d(width, channels, kernel_size=1, bias=False)
+        self.conv3 = Conv3d(width, channels, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.act1(self.bn1(x)))
@@ -171,10 +190,10 @@ class AttentionBlock3d(nn.Module):
         self.mask_head = nn.Sequential(
             norm_layer(channels),
             act_layer(),
-            nn.Conv3d(channels, channels, kernel_size=1, bias=False),
+            Conv3d(channels, channels, kernel_size=1, bias=False),
             norm_layer(channels),
             act_layer(),
-            nn.Conv3d(channels, channels, kernel_size=1, bias=False),
+            Conv3d(channels, channels, kernel_size=1, bias=False),
             nn.Sigmoid(),
         )
         self.post = res()
