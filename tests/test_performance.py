@@ -14,11 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from tstcnn.config import TrainConfig
+from tstcnn.config import PRESETS, TrainConfig
 from tstcnn.engine.performance import (apply_performance_options, autocast, autocast_dtype, bf16_is_fast,
-                                      inference_options, prepare_inputs, return_freed_memory_to_os)
-from tstcnn.models import build_model
-from tstcnn.models.blocks import ResidualBlock3d
+                                      inference_options, prepare_inputs, resolve_precision,
+                                      return_freed_memory_to_os)
+from tstcnn.models import build_model, build_model_from_config
+from tstcnn.models.blocks import Conv3d, ResidualBlock3d
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
 
 SIZE = (8, 32, 32)
@@ -141,6 +142,50 @@ def test_bf16_autocast_is_close_to_reference_and_keeps_fc_in_fp32():
     spread = ref.max() - ref.min()
     assert (fast.float() - ref).abs().max() <= 0.05 * spread
     assert (fast.argmax(1) == ref.argmax(1)).float().mean() >= 0.75
+
+
+@pytest.mark.parametrize("channels", [12, 16])
+def test_one_frame_convolution_equals_the_3d_one(channels):
+    torch.manual_seed(0)
+    conv = Conv3d(channels, channels, kernel_size=3, padding=1)
+    plain = nn.Conv3d(channels, channels, kernel_size=3, padding=1)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(2, channels, 1, 6, 6).relu()
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, ref = conv(ours), plain(theirs)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(ref)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), autocast("bf16", "cpu"):  # 12 channels: where oneDNN's bf16 Conv3d goes wrong
+        fast = conv(x)
+    _assert_close_rel(fast, ref.detach(), 0.03, "bf16 one-frame convolution")
+
+
+def test_cpu_small_model_in_bf16_is_finite_and_close_to_fp32():
+    # Its 16 frames reach one frame with 12-channel bottlenecks inside the third attention block's mask branch.
+    torch.manual_seed(0)
+    model = build_model_from_config(PRESETS["cpu-small"].model).eval()
+    g = torch.Generator().manual_seed(0)
+    size = PRESETS["cpu-small"].model.input_size
+    inputs = {"rgb": torch.rand(2, 3, *size, generator=g), "flow": torch.rand(2, 2, *size, generator=g) - 0.5}
+    with torch.no_grad():
+        ref = model(**inputs)
+        with autocast("bf16", "cpu"):
+            fast = model(**inputs).float()
+    assert fast.isfinite().all()
+    assert (fast - ref).abs().max() <= 0.05 * (ref.max() - ref.min())
+
+
+def test_auto_precision_is_bf16_only_where_it_is_fast():
+    assert resolve_precision("auto", "cpu") == ("bf16" if bf16_is_fast("cpu") else "fp32")
+    assert resolve_precision("fp16", "cpu") == "fp16"
+    with autocast("auto", "cpu"):
+        assert torch.is_autocast_enabled("cpu") == bf16_is_fast("cpu")
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        resolve_precision("int8", "cpu")
 
 
 def test_bf16_gradients_point_the_same_way():

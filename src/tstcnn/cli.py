@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tstcnn import __version__
-from tstcnn.config import Config
+from tstcnn.config import PRECISIONS, Config
 
 __all__ = ["main", "build_parser"]
 
@@ -580,7 +580,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--accuracy-drop", type=float,
                        help="re-scheduler: validation accuracy below this x best changes the rate at once (0.7)")
     train.add_argument("--step-size", type=int, help="scheduler step: epochs between divisions")
-    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="autocast precision; auto: bf16 where the CPU or GPU has bf16 units, else fp32")
     train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels-last 3D memory format")
     train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")

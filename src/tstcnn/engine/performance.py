@@ -3,6 +3,7 @@
 The fp32 eager path (no option set) is the reference: every option below changes how fast the same
 network runs, not what it computes, within the tolerances stated in ``tests/test_performance.py``.
 
+* ``precision`` ``auto``: ``bf16`` where the device has bf16 matrix units (:func:`bf16_is_fast`), else ``fp32``.
 * ``precision`` ``bf16`` / ``fp16``: :func:`autocast` runs convolutions in 16 bits (AMX / AVX-512-BF16
   on recent Intel CPUs, tensor cores on GPUs); the 216,000×500 FC layers stay in fp32 (memory-bound).
 * ``channels_last``: channels-last 3D memory format (``NDHWC``) for weights and inputs, which oneDNN
@@ -22,24 +23,36 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "autocast", "apply_performance_options", "prepare_inputs", "autocast_dtype", "bf16_is_fast",
-           "inference_options", "return_freed_memory_to_os"]
+from tstcnn.config import PRECISIONS
+
+__all__ = ["PRECISIONS", "resolve_precision", "autocast", "apply_performance_options", "prepare_inputs",
+           "autocast_dtype", "bf16_is_fast", "inference_options", "return_freed_memory_to_os"]
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``precision`` with ``auto`` replaced by what ``device`` runs fastest: ``bf16`` or ``fp32``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` (``None`` for fp32); ``ValueError`` for an unknown name."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    """The autocast dtype of a resolved ``precision`` (``None`` for fp32); ``ValueError`` for an unknown name."""
+    if precision not in PRECISIONS[1:]:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS[1:])} (resolve 'auto' "
+                         "with resolve_precision)")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on ``device`` for ``bf16`` / ``fp16``; nothing for ``fp32`` (the reference path)."""
-    dtype = autocast_dtype(precision)
+    """``torch.autocast`` on ``device`` for ``bf16`` / ``fp16`` (and ``auto`` where it means bf16); nothing for
+    ``fp32`` (the reference path)."""
+    dtype = autocast_dtype(resolve_precision(precision, device))
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
@@ -54,7 +67,7 @@ def apply_performance_options(model: nn.Module, train_cfg: object, device: torch
     ``precision`` is applied per call with :func:`autocast`. ``train_cfg`` is a
     :class:`~tstcnn.config.TrainConfig` or anything with the same attributes.
     """
-    autocast_dtype(getattr(train_cfg, "precision", "fp32"))
+    resolve_precision(getattr(train_cfg, "precision", "fp32"), device or "cpu")
     if device is not None:
         model.to(device)
     if next(model.parameters()).device.type == "cpu":

@@ -45,7 +45,8 @@ from tstcnn.engine.distributed import (
     shutdown_distributed,
     unwrap_model,
 )
-from tstcnn.engine.performance import PRECISIONS, apply_performance_options, autocast, prepare_inputs
+from tstcnn.engine.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
+                                      resolve_precision)
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
@@ -326,7 +327,8 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                                 weight_decay=train_cfg.weight_decay, nesterov=train_cfg.nesterov,
                                 fused=ctx.device.type in ("cpu", "cuda"))  # one kernel, no copies of the FC grads
     scheduler: EpochScheduler = build_scheduler(train_cfg)
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=train_cfg.precision == "fp16")
+    precision = resolve_precision(train_cfg.precision, ctx.device)
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     classes = list(data.classes.classes)
     start_epoch, best_accuracy, best_epoch, best_state = 0, -1.0, 0, None
     if resume:
@@ -363,12 +365,12 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
             train_result = run_epoch(
                 model, _loader(data.train, train_cfg.batch_size, workers, train_cfg.seed, epoch, train_sampler,
                                ctx.device, drop_last),
-                ctx, precision=train_cfg.precision, optimizer=optimizer, scaler=scaler,
+                ctx, precision=precision, optimizer=optimizer, scaler=scaler,
                 clip_grad_norm=train_cfg.clip_grad_norm, channels_last=train_cfg.channels_last,
                 description=f"{label} train", progress=progress)
             val_result = run_epoch(
                 model, _loader(validation, train_cfg.batch_size, workers, train_cfg.seed, epoch, None, ctx.device),
-                ctx, precision=train_cfg.precision, channels_last=train_cfg.channels_last,
+                ctx, precision=precision, channels_last=train_cfg.channels_last,
                 description=f"{label} validation", progress=progress)
             if not math.isfinite(train_result.loss):
                 raise ValueError(f"training diverged: the loss is {train_result.loss} at epoch {epoch + 1}; "
@@ -391,7 +393,7 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                    "train_accuracy": train_result.accuracy, "val_loss": val_result.loss,
                    "val_accuracy": val_result.accuracy, "best_val_accuracy": best_accuracy, "best_epoch": best_epoch,
                    "is_best": is_best, "lr_change": change.reason if change else None,
-                   "next_lr": scheduler.lr, "epoch_seconds": seconds,
+                   "next_lr": scheduler.lr, "precision": precision, "epoch_seconds": seconds,
                    "train_samples_per_second": train_result.samples / seconds if seconds > 0 else 0.0}
             writer.add(row)
             rng = _gather_rng(ctx)
