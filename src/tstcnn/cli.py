@@ -736,7 +736,7 @@ def _demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-class", type=int, default=defaults.per_class, metavar="N",
                         help=f"train clips per class; validation and test get N/4 (default: {defaults.per_class})")
     parser.add_argument("--size", type=_parse_size, default=defaults.size, metavar="WxH",
-                        help="frame size of the generated videos (default: %(default)s)")
+                        help=f"frame size of the generated videos (default: {defaults.size[0]}x{defaults.size[1]})")
     parser.add_argument("--fps", type=float, default=defaults.fps, help="frame rate (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (train.epochs; default: the "
                                                                  "preset's)")

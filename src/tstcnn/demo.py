@@ -28,7 +28,7 @@ class DemoSettings:
     """What the demo generates and how it trains. The scene keeps the benchmark's default nuisance; only the
     number of clips, the frame size and the frame rate are smaller than ``tstcnn synth``'s defaults."""
 
-    per_class: int = 28  # train clips per class; validation and test get a quarter each
+    per_class: int = 44  # train clips per class; validation and test get a quarter each
     size: tuple[int, int] = (320, 180)
     fps: float = 20.0  # a 16-frame clip then spans most of a stroke
     seed: int = 0
