@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from engine_helpers import CLASSES, SignalClips, one_thread, tiny_config, tiny_data
-from tstcnn.engine.evaluate import evaluate, write_results
+from tstcnn.engine.checkpoint import load_run
+from tstcnn.engine.evaluate import evaluate, predict, write_results
 from tstcnn.engine.metrics import classification_report
 from tstcnn.engine.trainer import fit
 
@@ -59,3 +61,13 @@ def test_evaluating_one_split_keeps_the_others(tmp_path):
 def test_unknown_split_is_an_error(run):
     with pytest.raises(ValueError, match="unknown split"):
         evaluate(run, ["dev"], datasets={}, progress=False)
+
+
+def test_channels_last_evaluation_gives_the_same_probabilities(run):
+    clips = SignalClips(12, seed=3)
+    labels, predicted, probabilities = predict(load_run(run).model, clips, batch_size=4, progress=False)
+    model = load_run(run).model
+    cl_labels, cl_predicted, cl_probabilities = predict(model, clips, batch_size=4, channels_last=True, progress=False)
+    assert model.branches.rgb.stage1.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert labels.tolist() == cl_labels.tolist() and predicted.tolist() == cl_predicted.tolist()
+    np.testing.assert_allclose(cl_probabilities, probabilities, atol=1e-5)

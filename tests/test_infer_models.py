@@ -11,6 +11,7 @@ import yaml
 from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.engine.checkpoint import save_checkpoint
+from tstcnn.engine.performance import bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
 from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,
@@ -164,11 +165,31 @@ def test_export_matches_pytorch_within_1e4(tmp_path, modality, fmt):
     assert parity["relative"] <= 1e-4
 
 
+def test_auto_precision_is_the_fast_path_and_agrees_with_fp32(workspace, tmp_path):
+    _, _, videos = workspace
+    run_dir = make_run(tmp_path / "run", logit_scale=1.0)   # probabilities from 0.1 to 0.75: differences show
+    fast, reference = load_predictor(run_dir), load_predictor(run_dir, precision="fp32")
+    bf16 = bf16_is_fast("cpu")
+    assert (fast.precision, fast.channels_last) == (("bf16", True) if bf16 else ("fp32", False))
+    assert (reference.precision, reference.channels_last) == ("fp32", False)
+    conv = fast.model.branches.rgb.stage1.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) == bf16 and conv.shape[2] == 3
+    items, _ = source_items([videos / "clip.mp4"])
+    with prepared_store(items, reference) as (store, _):
+        reader = ClipReader(store, reference)
+        fast_probs = window_probabilities(fast, reader, "clip", [0, 6, 12], batch_size=2)
+        reference_probs = window_probabilities(reference, reader, "clip", [0, 6, 12], batch_size=2)
+    assert reference_probs.max() - reference_probs.min() > 0.3
+    np.testing.assert_allclose(fast_probs, reference_probs, atol=0.01)
+    assert (fast_probs.argmax(1) == reference_probs.argmax(1)).all()
+
+
 def test_predict_runs_from_an_export_like_from_the_checkpoint(workspace, tmp_path):
     _, run_dir, videos = workspace
     model_path, _, _ = export_run(run_dir, tmp_path / "model.onnx", "onnx")
     assert main(["predict", str(model_path), str(videos / "clip.mp4"), "--out", str(tmp_path / "a")]) == 0
-    assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b")]) == 0
+    assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b"), "--precision",
+                 "fp32"]) == 0
     a = (tmp_path / "a" / "predictions.csv").read_text().splitlines()[1].split(",")
     b = (tmp_path / "b" / "predictions.csv").read_text().splitlines()[1].split(",")
     assert a[1] == b[1]

@@ -207,6 +207,9 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of RUN_DIR (default: best)")
     parser.add_argument("--device", default="cpu", help="torch device for a checkpoint, e.g. cuda (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto (default): bf16 + channels-last where the device has bf16 units, else fp32; "
+                             "fp32 is the reference path")
     parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
 
 
@@ -239,7 +242,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from tstcnn.prep.store import Store
 
     _inputs_given(args)
-    run = load_predictor(args.run_dir, args.which, args.device)
+    run = load_predictor(args.run_dir, args.which, args.device, args.precision)
     options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
     if args.store:
         predictions, problems = predict_store(run, Store(args.store), options, args.split, progress=True)
@@ -295,7 +298,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     from tstcnn.prep.store import Store
 
     _inputs_given(args)
-    run = load_predictor(args.run_dir, args.which, args.device)
+    run = load_predictor(args.run_dir, args.which, args.device, args.precision)
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
                             args.min_length, args.max_gap)
     if args.store:

@@ -143,6 +143,8 @@ class LoadedRun:
     epoch: int
     path: Path
     checkpoint: dict[str, Any]
+    precision: str = "fp32"  # how inference runs the model (tstcnn.infer.predict.load_predictor sets the fast path)
+    channels_last: bool = False
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from tstcnn.engine.checkpoint import load_run
 from tstcnn.engine.distributed import default_device
 from tstcnn.engine.metrics import classification_report
-from tstcnn.engine.performance import autocast
+from tstcnn.engine.performance import autocast, prepare_inputs
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
 
@@ -36,16 +36,18 @@ SPLITS = ("train", "validation", "test")
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: str | torch.device | None = None,
-            precision: str = "fp32", num_workers: int = 0, progress: bool = True,
+            precision: str = "fp32", channels_last: bool = False, num_workers: int = 0, progress: bool = True,
             description: str = "evaluate") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels, predicted classes and class probabilities for every item of ``dataset``, in order."""
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     labels, probabilities = [], []
     for inputs, label in tqdm(loader, desc=description, leave=False, disable=not progress, unit="batch"):
         with autocast(precision, device):
-            logits = model(**{k: v.to(device) for k, v in inputs.items()})
+            logits = model(**prepare_inputs(inputs, device, channels_last))
         probabilities.append(logits.float().softmax(1).cpu())
         labels.append(torch.as_tensor(label))
     if not labels:
@@ -174,6 +176,7 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
         datasets = {s: StrokeClips(source, s, cfg.model.modality, cfg.model.input_size, False, cfg.data,
                                    classes=run.classes, seed=cfg.train.seed) for s in splits}
     options = {"batch_size": batch_size or cfg.train.batch_size, "device": device, "precision": cfg.train.precision,
+               "channels_last": cfg.train.channels_last,
                "num_workers": cfg.data.num_workers if num_workers is None else num_workers, "progress": progress}
     reports = {}
     for split in splits:
