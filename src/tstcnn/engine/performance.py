@@ -31,7 +31,6 @@ __all__ = ["PRECISIONS", "resolve_precision", "autocast", "apply_performance_opt
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
-
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``precision`` with ``auto`` replaced by what ``device`` runs fastest: ``bf16`` or ``fp32``."""
     if precision not in PRECISIONS:
