@@ -386,8 +386,8 @@ def _score_classification(subparsers: argparse._SubParsersAction) -> None:
         "score-classification", help="accuracy and confusion matrices of a classification submission",
         description="Score a MediaEval classification submission (<videos><video name class/>) against ground "
                     "truth: a submission-style XML, or a <Class>/<video> folder layout. Prints the accuracy (and by "
-                    "stroke type, hand, type+hand) and writes the report and the confusion matrices (PNG, rows normalised, "
-                    "and CSV counts). "
+                    "stroke type, hand, type+hand) and writes the report and the confusion matrices (PNG, rows "
+                    "normalised, and CSV counts). "
                     "Videos are matched by name without extension; mismatches are refused with the video named.")
     parser.add_argument("submission", metavar="SUBMISSION", help="the submission XML")
     parser.add_argument("gt", metavar="GT", help="ground-truth XML or <Class>/<video> folder")

@@ -109,8 +109,8 @@ def bf16_is_fast(device: torch.device | str) -> bool:
 def inference_options(device: torch.device | str) -> dict[str, object]:
     """The fastest measured inference settings for ``device`` (``tstcnn bench``, case ``bf16-cl``):
     bf16 autocast and channels-last 3D where bf16 is fast, else the fp32 reference path."""
-    fast = bf16_is_fast(device)
-    return {"precision": "bf16" if fast else "fp32", "channels_last": fast}
+    precision = resolve_precision("auto", device)
+    return {"precision": precision, "channels_last": precision == "bf16"}
 
 
 def return_freed_memory_to_os(threshold_bytes: int = 1 << 20) -> bool:
@@ -126,4 +126,3 @@ def return_freed_memory_to_os(threshold_bytes: int = 1 << 20) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
-

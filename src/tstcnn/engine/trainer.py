@@ -43,7 +43,6 @@ from tstcnn.engine.distributed import (
     barrier,
     init_distributed,
     shutdown_distributed,
-    unwrap_model,
 )
 from tstcnn.engine.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
                                       resolve_precision)
@@ -275,8 +274,7 @@ def _prepare_model(cfg: Config, ctx: DistributedContext) -> tuple[nn.Module, nn.
 
 def _check_train_config(cfg: Config) -> None:
     train = cfg.train
-    if train.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {train.precision!r}; allowed: {', '.join(PRECISIONS)}")
+    resolve_precision(train.precision, "cpu")  # raises on an unknown precision, before any work
     if train.epochs < 1 or train.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {train.epochs} and {train.batch_size}")
     if train.lr <= 0:

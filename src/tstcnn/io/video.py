@@ -16,8 +16,8 @@ import av
 import cv2
 import numpy as np
 
-__all__ = ["VideoError", "VideoInfo", "probe", "iter_decoded", "iter_frames", "read_frames", "count_frames", "resize_to_width",
-           "VideoWriter"]
+__all__ = ["VideoError", "VideoInfo", "probe", "iter_decoded", "iter_frames", "read_frames", "count_frames",
+           "resize_to_width", "VideoWriter"]
 
 
 class VideoError(Exception):
