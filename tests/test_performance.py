@@ -230,10 +230,14 @@ def test_inference_options_follow_the_hardware():
 
 
 
-def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient(channels_last):
     from tstcnn.models.blocks import MaxPool3d
 
-    x = torch.randn(2, 3, 7, 9, 6, requires_grad=True)  # odd sizes: the last plane is dropped
+    x = torch.randn(2, 3, 7, 9, 6)  # odd sizes: the last plane is dropped
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
     expected = torch.nn.MaxPool3d(2)(x)
     (expected_grad,) = torch.autograd.grad(expected, x, torch.ones_like(expected) * torch.arange(expected.shape[-1]))
     out = MaxPool3d(2)(x)
@@ -241,6 +245,48 @@ def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient():
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out) * torch.arange(out.shape[-1]))
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
+    assert grad.is_contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels, dtype", [(8, torch.float32), (12, torch.bfloat16), (20, torch.float32)])
+def test_batch_norm_with_default_layout_backward_equals_pytorchs(channels, dtype):
+    from tstcnn.models.blocks import BatchNorm3d, _BatchNormContiguousBackward
+
+    torch.manual_seed(0)
+    x = (torch.randn(3, channels, 4, 5, 6) * 2 + 1).to(dtype).contiguous(memory_format=torch.channels_last_3d)
+    grad = torch.randn(x.shape, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
+    ours, reference = BatchNorm3d(channels), nn.BatchNorm3d(channels)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.normal_()
+    reference.load_state_dict(ours.state_dict())
+    results = []
+    for module in (ours, reference):
+        x_in = x.clone().requires_grad_(True)
+        for _ in range(2):  # running statistics over two batches
+            out = module(x_in)
+        results.append((out, *torch.autograd.grad(out, (x_in, module.weight, module.bias), grad), module.running_mean,
+                        module.running_var, module.num_batches_tracked))
+    assert isinstance(results[0][0].grad_fn, _BatchNormContiguousBackward._backward_cls)
+    assert results[0][1].is_contiguous(memory_format=torch.channels_last_3d)
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-5}
+    for actual, expected in zip(*results):
+        torch.testing.assert_close(actual, expected, **tolerance)
+
+
+def test_batch_norm_keeps_pytorchs_path_where_it_is_fast():
+    from tstcnn.models.blocks import BatchNorm3d, _BatchNormContiguousBackward
+
+    def backward_kind(channels: int, channels_last: bool = True, training: bool = True) -> bool:
+        x = torch.randn(2, channels, 2, 3, 3)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return isinstance(BatchNorm3d(channels).train(training)(x.requires_grad_()).grad_fn,
+                          _BatchNormContiguousBackward._backward_cls)
+
+    assert backward_kind(8) and backward_kind(15)
+    assert not backward_kind(16) and not backward_kind(30)  # multiples of 16, and wide maps: the copies cost more
+    assert not backward_kind(8, channels_last=False) and not backward_kind(8, training=False)
 
 
 def _resident_mb() -> float:
@@ -262,3 +308,4 @@ def test_freed_activations_go_back_to_the_os():
     assert _resident_mb() - before > 150
     del blocks
     assert _resident_mb() - before < 30
+
