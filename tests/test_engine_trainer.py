@@ -149,6 +149,9 @@ def test_gradient_clipping_bounds_the_step_and_divergence_is_a_one_line_error(tm
     assert "\n" not in str(excinfo.value)
     with pytest.raises(ValueError, match="Nesterov momentum needs momentum"):
         fit(tiny_config(epochs=1, momentum=0.0), tiny_data(), tmp_path / "nesterov", progress=False)
+    with pytest.raises(ValueError, match="step_in_backward needs every gradient unclipped"):
+        fit(tiny_config(epochs=1, clip_grad_norm=1.0, step_in_backward=True), tiny_data(), tmp_path / "sib",
+            progress=False)
 
 
 def test_class_count_must_match_the_model(tmp_path):

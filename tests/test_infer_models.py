@@ -2,6 +2,7 @@
 
 import base64
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.engine.checkpoint import save_checkpoint
-from tstcnn.engine.performance import bf16_is_fast
+from tstcnn.engine.performance import FrozenCompiled, bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
 from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,
@@ -182,6 +183,25 @@ def test_auto_precision_is_the_fast_path_and_agrees_with_fp32(workspace, tmp_pat
     assert reference_probs.max() - reference_probs.min() > 0.3
     np.testing.assert_allclose(fast_probs, reference_probs, atol=0.01)
     assert (fast_probs.argmax(1) == reference_probs.argmax(1)).all()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_predictor_pads_the_last_batch_and_agrees_with_fp32(workspace, tmp_path):
+    _, _, videos = workspace
+    run_dir = make_run(tmp_path / "run", modality="rgb", logit_scale=4.0)  # one branch: half the compile time
+    compiled, reference = load_predictor(run_dir, compile=True), load_predictor(run_dir, precision="fp32")
+    assert compiled.compiled and isinstance(compiled.model, FrozenCompiled)
+    assert not reference.compiled
+    items, _ = source_items([videos / "clip.mp4"])
+    with prepared_store(items, reference) as (store, _):
+        reader = ClipReader(store, reference)
+        compiled_probs = window_probabilities(compiled, reader, "clip", [0, 6, 12], batch_size=2)
+        reference_probs = window_probabilities(reference, reader, "clip", [0, 6, 12], batch_size=2)
+    assert compiled_probs.shape == reference_probs.shape == (3, len(CLASSES))
+    assert reference_probs.max() - reference_probs.min() > 0.3
+    np.testing.assert_allclose(compiled_probs, reference_probs, atol=0.01)
+    assert (compiled_probs.argmax(1) == reference_probs.argmax(1)).all()
 
 
 def test_predict_runs_from_an_export_like_from_the_checkpoint(workspace, tmp_path):

@@ -20,9 +20,11 @@ def test_flop_counts_match_the_design_yardsticks():
 @pytest.mark.slow  # four fresh Python processes: about 30 s on 2 idle cores
 def test_tiny_run_reports_every_case_and_the_ratios():
     summary = run_benchmark("twin", "attention", (8, 32, 32), batch_size=2, threads=1, steps=1, warmup=0,
-                            train_cases=("baseline", "bf16-ckpt"), infer_cases=("baseline", "bf16-cl"), progress=False)
+                            train_cases=("baseline", "bf16-cl-ckpt-sib"), infer_cases=("baseline", "bf16-cl"),
+                            progress=False)
     assert [(r["case"], r["mode"]) for r in summary["cases"]] == [
-        ("baseline", "train"), ("bf16-ckpt", "train"), ("baseline", "infer"), ("bf16-cl", "infer")]
+        ("baseline", "train"), ("bf16-cl-ckpt-sib", "train"), ("baseline", "infer"), ("bf16-cl", "infer")]
+    assert (summary["fast_train_case"], summary["fast_infer_case"]) == ("bf16-cl-ckpt-sib", "bf16-cl")
     assert not [r for r in summary["cases"] if "error" in r]
     for prefix in ("", "baseline_"):
         assert summary[f"{prefix}train_samples_per_s"] > 0 and summary[f"{prefix}infer_samples_per_s"] > 0
@@ -34,7 +36,7 @@ def test_tiny_run_reports_every_case_and_the_ratios():
         assert 0 < result["gflop_per_s"] and 0 < result["peak_share"] < 2
     assert summary["matmul_peak_gflop_per_s"]["fp32"] > 0
     table = format_table(summary)
-    assert all(CASES[name].help in table for name in ("baseline", "bf16-ckpt", "bf16-cl"))
+    assert all(CASES[name].help in table for name in ("baseline", "bf16-cl-ckpt-sib", "bf16-cl"))
     json.dumps(summary)  # the JSON line
 
 

@@ -145,6 +145,7 @@ class LoadedRun:
     checkpoint: dict[str, Any]
     precision: str = "fp32"  # how inference runs the model (tstcnn.infer.predict.load_predictor sets the fast path)
     channels_last: bool = False
+    compiled: bool = False  # model is a compile_for_inference module (fixed batch size)
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:

@@ -45,7 +45,7 @@ from tstcnn.engine.distributed import (
     shutdown_distributed,
 )
 from tstcnn.engine.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
-                                      resolve_precision)
+                                      resolve_precision, step_large_parameters_in_backward)
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
@@ -279,6 +279,9 @@ def _check_train_config(cfg: Config) -> None:
         raise ValueError(f"epochs and batch_size must be at least 1, got {train.epochs} and {train.batch_size}")
     if train.lr <= 0:
         raise ValueError(f"lr must be positive, got {train.lr}")
+    if train.step_in_backward and (train.clip_grad_norm > 0 or train.precision == "fp16"):
+        raise ValueError("step_in_backward needs every gradient unclipped and unscaled: not with clip_grad_norm > 0 "
+                         "or fp16")
     if train.nesterov and train.momentum <= 0:
         raise ValueError("Nesterov momentum needs momentum > 0: set --momentum or --no-nesterov")
     build_scheduler(train)  # raises on an unknown scheduler name, before any work
@@ -324,6 +327,12 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
     optimizer = torch.optim.SGD(plain.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
                                 weight_decay=train_cfg.weight_decay, nesterov=train_cfg.nesterov,
                                 fused=ctx.device.type in ("cpu", "cuda"))  # one kernel, no copies of the FC grads
+    if train_cfg.step_in_backward:
+        if ctx.enabled:
+            warnings.warn("step_in_backward is off under DistributedDataParallel (gradients are averaged after it)",
+                          stacklevel=2)
+        else:
+            step_large_parameters_in_backward(optimizer)
     scheduler: EpochScheduler = build_scheduler(train_cfg)
     precision = resolve_precision(train_cfg.precision, ctx.device)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")

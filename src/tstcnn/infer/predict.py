@@ -64,12 +64,15 @@ class ClipPrediction:
     windows: int
 
 
-def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", precision: str = "auto") -> Any:
+def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", precision: str = "auto",
+                   compile: bool = False) -> Any:
     """A run folder or checkpoint (``LoadedRun``), or an exported model or its spec (``ExportedRun``).
 
     ``precision`` ``auto`` runs a checkpoint the fastest measured way for ``device``
     (:func:`~tstcnn.engine.performance.inference_options`: bf16 autocast and channels-last where bf16 is fast);
-    ``fp32`` is the reference path. Exported models run as exported.
+    ``fp32`` is the reference path. ``compile`` runs the checkpoint through
+    :func:`~tstcnn.engine.performance.compile_for_inference` (pays off from a few hundred windows on).
+    Exported models run as exported.
     """
     path = Path(path)
     if path.suffix in EXPORT_SUFFIXES:
@@ -77,7 +80,7 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
 
         return load_export(path)
     from tstcnn.engine.checkpoint import load_run
-    from tstcnn.engine.performance import inference_options, resolve_precision
+    from tstcnn.engine.performance import compile_for_inference, inference_options, resolve_precision
 
     run = load_run(path, which, device)
     if precision == "auto":
@@ -86,6 +89,8 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
         settings = {"precision": resolve_precision(precision, device), "channels_last": False}
     if settings["channels_last"]:
         run.model.to(memory_format=torch.channels_last_3d)
+    if compile:
+        settings["model"], settings["compiled"] = compile_for_inference(run.model), True
     return replace(run, **settings)
 
 
@@ -127,7 +132,8 @@ class ClipReader:
 def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Sequence[int],
                          batch_size: int, progress: Any = None) -> np.ndarray:
     """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, in batches, with the
-    run's inference precision and memory format."""
+    run's inference precision and memory format. A compiled model gets full batches only (the last one
+    padded with copies of its last window), so that it compiles one graph."""
     from tstcnn.engine.performance import autocast, prepare_inputs
 
     device = _device(run)
@@ -135,11 +141,13 @@ def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Se
     rows = []
     for first in range(0, len(starts), batch_size):
         windows = [reader.window(video_id, int(s)) for s in starts[first:first + batch_size]]
+        padding = batch_size - len(windows) if getattr(run, "compiled", False) else 0
+        windows += windows[-1:] * padding
         batch = prepare_inputs({k: torch.stack([w[k] for w in windows]) for k in windows[0]}, device, channels_last)
         with torch.inference_mode(), autocast(precision, device):
-            rows.append(run.model(**batch).float().softmax(1).cpu().numpy())
+            rows.append(run.model(**batch).float().softmax(1).cpu().numpy()[:len(windows) - padding])
         if progress is not None:
-            progress.update(len(windows))
+            progress.update(len(windows) - padding)
     return np.concatenate(rows).astype(np.float64)
 
 
