@@ -211,8 +211,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): bf16 + channels-last where the device has bf16 units, else fp32; "
                              "fp32 is the reference path")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the network for inference (~1.5 min at paper size first, then ~1.5x "
-                             "faster on a CPU: worth it from a few hundred windows on)")
+                        help="torch.compile the network with frozen weights (at paper size on 2 CPU cores: 1-1.5 "
+                             "min to compile, then ~12%% faster: for long videos)")
     parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
 
 
