@@ -93,7 +93,7 @@ class TrainConfig:
     channels_last: bool = False  # channels-last 3D memory format for activations
     compile: bool = False  # torch.compile the model
     checkpoint_attention: bool = False  # recompute attention blocks in the backward pass to save memory
-    step_in_backward: bool = False  # SGD step of the large FC weights in the backward pass: their gradients freed at once
+    step_in_backward: bool = False  # step the large FC weights in the backward pass, freeing their gradients at once
     seed: int = 0
 
 
