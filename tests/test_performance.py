@@ -248,14 +248,16 @@ def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient(channels_l
     assert grad.is_contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
 
 
-@pytest.mark.parametrize("channels, dtype", [(8, torch.float32), (12, torch.bfloat16), (20, torch.float32)])
-def test_batch_norm_with_default_layout_backward_equals_pytorchs(channels, dtype):
-    from tstcnn.models.blocks import BatchNorm3d, _BatchNormContiguousBackward
+@pytest.mark.parametrize("channels, dtype", [(8, torch.float32), (30, torch.bfloat16), (60, torch.float64)])
+def test_batch_norm_on_wide_views_equals_pytorchs(channels, dtype, monkeypatch):
+    from tstcnn.models import blocks
 
+    monkeypatch.setattr(blocks, "_WIDE_MIN_NUMEL", 0)  # the paper-size maps' path, on small ones
     torch.manual_seed(0)
-    x = (torch.randn(3, channels, 4, 5, 6) * 2 + 1).to(dtype).contiguous(memory_format=torch.channels_last_3d)
+    x = (torch.randn(4, channels, 4, 5, 6) * 2 + 5).to(dtype).contiguous(memory_format=torch.channels_last_3d)
     grad = torch.randn(x.shape, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
-    ours, reference = BatchNorm3d(channels), nn.BatchNorm3d(channels)
+    parameter_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    ours, reference = blocks.BatchNorm3d(channels).to(parameter_dtype), nn.BatchNorm3d(channels).to(parameter_dtype)
     with torch.no_grad():
         ours.weight.uniform_(0.5, 1.5)
         ours.bias.normal_()
@@ -267,26 +269,30 @@ def test_batch_norm_with_default_layout_backward_equals_pytorchs(channels, dtype
             out = module(x_in)
         results.append((out, *torch.autograd.grad(out, (x_in, module.weight, module.bias), grad), module.running_mean,
                         module.running_var, module.num_batches_tracked))
-    assert isinstance(results[0][0].grad_fn, _BatchNormContiguousBackward._backward_cls)
+    assert isinstance(results[0][0].grad_fn, blocks._WideBatchNorm._backward_cls)
+    assert results[0][0].is_contiguous(memory_format=torch.channels_last_3d)
     assert results[0][1].is_contiguous(memory_format=torch.channels_last_3d)
-    tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-5}
+    tolerance = {torch.bfloat16: 2e-2, torch.float32: 1e-5, torch.float64: 1e-10}[dtype]
     for actual, expected in zip(*results):
-        torch.testing.assert_close(actual, expected, **tolerance)
+        torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance)
 
 
-def test_batch_norm_keeps_pytorchs_path_where_it_is_fast():
-    from tstcnn.models.blocks import BatchNorm3d, _BatchNormContiguousBackward
+def test_batch_norm_keeps_pytorchs_path_where_it_is_fast(monkeypatch):
+    from tstcnn.models import blocks
 
-    def backward_kind(channels: int, channels_last: bool = True, training: bool = True) -> bool:
-        x = torch.randn(2, channels, 2, 3, 3)
+    def wide(channels: int, size=(2, 3, 4), channels_last: bool = True, training: bool = True) -> bool:
+        x = torch.randn(2, channels, *size)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return isinstance(BatchNorm3d(channels).train(training)(x.requires_grad_()).grad_fn,
-                          _BatchNormContiguousBackward._backward_cls)
+        out = blocks.BatchNorm3d(channels).train(training)(x.requires_grad_())
+        return isinstance(out.grad_fn, blocks._WideBatchNorm._backward_cls)
 
-    assert backward_kind(8) and backward_kind(15)
-    assert not backward_kind(16) and not backward_kind(30)  # multiples of 16, and wide maps: the copies cost more
-    assert not backward_kind(8, channels_last=False) and not backward_kind(8, training=False)
+    assert not wide(8)  # small maps: the extra kernel calls cost more than they save
+    monkeypatch.setattr(blocks, "_WIDE_MIN_NUMEL", 0)
+    assert wide(8) and wide(30) and wide(15, size=(2, 2, 2))  # 16 rows: one view of 16 copies
+    assert not wide(16) and not wide(48)  # multiples of 16: PyTorch's kernels are fast
+    assert not wide(15, size=(3, 3, 3))  # 54 rows cannot be split into 16 copies
+    assert not wide(8, channels_last=False) and not wide(8, training=False)
 
 
 def _resident_mb() -> float:

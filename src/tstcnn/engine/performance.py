@@ -99,7 +99,7 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
 class FrozenCompiled(nn.Module):
     """``torch.compile`` of ``model`` with inductor's freezing: its weights become constants of the graph, so
     batch norms fold into the convolutions (``tstcnn bench`` at paper size on 2 cores: bf16 + channels-last
-    inference 0.365 → 0.322 s per sample). Each input shape gets its own static graph.
+    inference 0.388 → 0.335 s per sample). Each input shape gets its own static graph.
 
     The first call of each shape compiles (about 1.5 min at paper size on 2 cores); ``model``'s weights must
     not change afterwards (the graph keeps the values it was compiled with). Freezing is switched on around
