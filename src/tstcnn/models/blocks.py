@@ -64,7 +64,7 @@ class BatchNorm3d(nn.BatchNorm3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.training and self.track_running_stats and self.affine and torch.is_grad_enabled()
                 and x.device.type == "cpu" and x.dim() == 5 and not torch.compiler.is_compiling()
-                and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()):
+                and _memory_format(x) == torch.channels_last_3d):
             copies = _channel_copies(x, self.num_features)
             if copies > 1:
                 self.num_batches_tracked.add_(1)
@@ -72,6 +72,12 @@ class BatchNorm3d(nn.BatchNorm3d):
                 return _WideBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                             momentum, self.eps, copies)
         return super().forward(x)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last_3d`` for a channels-last 5D tensor that is not also contiguous, else ``contiguous_format``."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    return torch.channels_last_3d if channels_last else torch.contiguous_format
 
 
 def _channel_copies(x: torch.Tensor, channels: int) -> int:
@@ -137,8 +143,9 @@ class _WideBatchNorm(torch.autograd.Function):
         grad_bias = column_grad_bias.view(copies, channels).sum(0)
         # The training-mode gradient adds b·x + c, computed as an evaluation-mode batch norm (mean 0, variance
         # 1 − eps, weight b, bias c): all arithmetic in fp32 inside the kernels.
-        a = weight * (var + eps).rsqrt()
-        b = -a * grad_weight * (var + eps).rsqrt() / count
+        invstd = (var + eps).rsqrt()
+        a = weight * invstd
+        b = -a * grad_weight * invstd / count
         c = -a * grad_bias / count - b * mean
         grad_x = _normalize_into(torch.empty_like(x), x, copies, b, c, torch.zeros_like(mean),
                                  torch.full_like(var, 1.0 - eps), eps)
@@ -169,9 +176,7 @@ class _MaxPoolSavingIndices(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, kernel_size: int) -> torch.Tensor:  # type: ignore[override]
         out, indices = F.max_pool3d(x, kernel_size, return_indices=True)
         ctx.save_for_backward(indices)
-        ctx.kernel_size, ctx.input_shape = kernel_size, x.shape
-        channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
-        ctx.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        ctx.kernel_size, ctx.input_shape, ctx.memory_format = kernel_size, x.shape, _memory_format(x)
         return out
 
     @staticmethod
