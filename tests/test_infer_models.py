@@ -2,7 +2,6 @@
 
 import base64
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import yaml
 from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.engine.checkpoint import save_checkpoint
-from tstcnn.engine.performance import FrozenCompiled, bf16_is_fast
+from tstcnn.engine.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
 from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,
@@ -185,8 +184,15 @@ def test_auto_precision_is_the_fast_path_and_agrees_with_fp32(workspace, tmp_pat
     assert (fast_probs.argmax(1) == reference_probs.argmax(1)).all()
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="torch.compile on a CPU needs a C++ compiler")
+def _has_cpp_compiler() -> bool:
+    try:
+        _check_cpp_compiler()
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_cpp_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_predictor_pads_the_last_batch_and_agrees_with_fp32(workspace, tmp_path):
     _, _, videos = workspace
     run_dir = make_run(tmp_path / "run", modality="rgb", logit_scale=4.0)  # one branch: half the compile time
@@ -202,6 +208,19 @@ def test_compiled_predictor_pads_the_last_batch_and_agrees_with_fp32(workspace, 
     assert reference_probs.max() - reference_probs.min() > 0.3
     np.testing.assert_allclose(compiled_probs, reference_probs, atol=0.01)
     assert (compiled_probs.argmax(1) == reference_probs.argmax(1)).all()
+
+
+def test_compile_without_a_cpp_compiler_is_a_one_line_error(workspace, tmp_path, capsys):
+    import torch._inductor.config
+
+    _, run_dir, videos = workspace
+    with torch._inductor.config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}):
+        with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+            load_predictor(run_dir, compile=True)
+        assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "out"),
+                     "--compile"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tstcnn predict: error: torch.compile on a CPU needs a C++ compiler")
 
 
 def test_predict_runs_from_an_export_like_from_the_checkpoint(workspace, tmp_path):

@@ -109,6 +109,8 @@ class FrozenCompiled(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if next(model.parameters()).device.type == "cpu":
+            _check_cpp_compiler()
         self.model = model
         self.compiled = torch.compile(model, dynamic=False)
 
@@ -117,6 +119,16 @@ class FrozenCompiled(nn.Module):
 
         with torch._inductor.config.patch(freezing=True):
             return self.compiled(*args, **kwargs)
+
+
+def _check_cpp_compiler() -> None:
+    """``ValueError`` now, rather than an inductor traceback at the first call, where no C++ compiler works."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except RuntimeError as exc:
+        raise ValueError(f"torch.compile on a CPU needs a C++ compiler (g++, or the one $CXX names): {exc}") from None
 
 
 def step_large_parameters_in_backward(optimizer: torch.optim.Optimizer, min_numel: int = 1 << 20) -> list:
