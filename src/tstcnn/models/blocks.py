@@ -31,21 +31,31 @@ BLOCK_KINDS = ("none", "residual", "attention")
 
 
 class Conv3d(nn.Conv3d):
-    """:class:`torch.nn.Conv3d` that convolves a one-frame input in 2D with the centre slice of its kernel.
+    """:class:`torch.nn.Conv3d` that works around two oneDNN faults (PyTorch 2.13, CPU, bf16) on inputs with
+    fewer frames than the kernel, with the same results.
 
-    With zero padding of ``kernel_size // 2`` in time, the other slices of the kernel only meet padding, so the
-    result is the same. The reason is a oneDNN fault (PyTorch 2.13, CPU): bf16 3D convolutions of one-frame
-    inputs with 1, 3, 5, 7, 9 or 11–15 channels return wrong values and NaN, which the bottleneck of a 48-channel
-    block (12 channels) meets at the coarsest level of an attention block's mask branch.
+    * One frame: convolved in 2D with the centre slice of the kernel (with zero padding of ``kernel_size // 2``
+      in time, the other slices only meet padding). On CPUs with AMX, bf16 3D convolutions of one-frame inputs
+      with 1, 3, 5, 7, 9 or 11–15 channels return wrong values and NaN, which the bottleneck of a 48-channel block
+      (12 channels) meets at the coarsest level of an attention block's mask branch.
+    * Two frames (3×3×3 kernel): the time padding is applied with ``F.pad`` and the convolution pads only in
+      space. On CPUs with AVX-512-BF16 and no AMX (AMD Zen 4), the bf16 weight gradient of a 3×3×3 convolution
+      of a two-frame input is garbage (values up to 1e35, NaN), for any channel count and spatial size; the
+      cpu-small model meets two-frame maps after its third stage, the paper-size one in its third attention
+      block. The explicitly padded input has four frames, which the kernels get right.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        depth = self.kernel_size[0]
-        if (x.shape[2] == 1 and self.padding_mode == "zeros" and self.stride[0] == 1 and self.dilation[0] == 1
+        depth, frames = self.kernel_size[0], x.shape[2]
+        if (frames < depth and self.padding_mode == "zeros" and self.stride[0] == 1 and self.dilation[0] == 1
                 and not isinstance(self.padding, str) and self.padding[0] == depth // 2):
-            out = F.conv2d(x.squeeze(2), self.weight[:, :, depth // 2], self.bias, self.stride[1:],
-                           self.padding[1:], self.dilation[1:], self.groups)
-            return out.unsqueeze(2)
+            if frames == 1:
+                out = F.conv2d(x.squeeze(2), self.weight[:, :, depth // 2], self.bias, self.stride[1:],
+                               self.padding[1:], self.dilation[1:], self.groups)
+                return out.unsqueeze(2)
+            time_padding = self.padding[0]
+            return F.conv3d(F.pad(x, (0, 0, 0, 0, time_padding, time_padding)), self.weight, self.bias, self.stride,
+                            (0, *self.padding[1:]), self.dilation, self.groups)
         return super().forward(x)
 
 
