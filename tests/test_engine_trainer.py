@@ -5,11 +5,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine_helpers import one_thread, tiny_config, tiny_data
 from tstcnn.config import override
 from tstcnn.engine.checkpoint import load_checkpoint, load_run
-from tstcnn.engine.trainer import fit, read_metrics
+from tstcnn.engine.distributed import DistributedContext
+from tstcnn.engine.trainer import fit, read_metrics, run_epoch
 from tstcnn.models import build_model_from_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -157,3 +159,25 @@ def test_gradient_clipping_bounds_the_step_and_divergence_is_a_one_line_error(tm
 def test_class_count_must_match_the_model(tmp_path):
     with pytest.raises(ValueError, match="the data has 4 classes but model.num_classes is 21"):
         fit(override(tiny_config(), "model", num_classes=21), tiny_data(), tmp_path / "run", progress=False)
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model_from_config(cfg.model)
+    data = tiny_data()
+    inputs = {k: v[:8] for k, v in data.train.inputs.items()}
+    labels = data.train.labels[:8]
+    with torch.no_grad():
+        logits = model(**inputs)
+    loader = [(inputs, labels)]
+    ctx = DistributedContext()
+    evaluation = run_epoch(model, loader, ctx, label_smoothing=0.3, progress=False)
+    assert evaluation.loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    training = run_epoch(model, loader, ctx, optimizer=optimizer, label_smoothing=0.3, progress=False)
+    smoothed = F.cross_entropy(logits, labels, label_smoothing=0.3).item()
+    assert smoothed != pytest.approx(evaluation.loss, rel=1e-3)
+    assert training.loss == pytest.approx(smoothed, rel=1e-5)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        fit(tiny_config(label_smoothing=1.0), data, "unused", progress=False)

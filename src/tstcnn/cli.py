@@ -576,6 +576,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--weight-decay", type=float, help="SGD weight decay (authors' code: 0.005)")
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum")
     train.add_argument("--clip-grad-norm", type=float, help="clip the gradient norm to this (0: off, the paper)")
+    train.add_argument("--label-smoothing", type=float,
+                       help="label smoothing of the training loss (0: plain cross-entropy, the paper)")
     train.add_argument("--scheduler", choices=("paper", "cosine", "step", "constant"),
                        help="learning-rate schedule; paper = the loss-plateau re-scheduler of section IV-C")
     train.add_argument("--recent-window", type=int, help="re-scheduler: epochs of the recent loss mean (25)")
@@ -610,7 +612,7 @@ def _training_config(args: argparse.Namespace) -> Config:
                    drop_rate=args.drop_rate, **{k: getattr(args, k, None) for k in ("modality", "block",
                                                                                       "num_blocks")})
     cfg = override(cfg, "data", num_workers=args.num_workers)
-    fields = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "clip_grad_norm", "nesterov", "scheduler",
+    fields = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "clip_grad_norm", "label_smoothing", "nesterov", "scheduler",
               "recent_window", "previous_window", "patience", "lr_factor", "lr_min", "accuracy_drop", "step_size",
               "precision", "channels_last", "compile", "checkpoint_attention", "step_in_backward", "seed")
     return override(cfg, "train", **{k: getattr(args, k) for k in fields})

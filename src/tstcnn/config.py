@@ -80,6 +80,7 @@ class TrainConfig:
     momentum: float = 0.5
     weight_decay: float = 0.005
     clip_grad_norm: float = 0.0  # clip the gradient norm to this before each step (0: off, as the paper)
+    label_smoothing: float = 0.0  # of the training loss's targets (0: plain cross-entropy, as the paper)
     nesterov: bool = True
     scheduler: str = "paper"  # paper | cosine | step | constant
     recent_window: int = 25  # the re-scheduler compares the mean loss of the last `recent_window` epochs…

@@ -122,11 +122,12 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, epoc
 
 def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, precision: str = "fp32",
               optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-              clip_grad_norm: float = 0.0, channels_last: bool = False, description: str = "",
-              progress: bool = True) -> EpochResult:
+              clip_grad_norm: float = 0.0, label_smoothing: float = 0.0, channels_last: bool = False,
+              description: str = "", progress: bool = True) -> EpochResult:
     """One pass: trains when ``optimizer`` is given, else evaluates without gradients; sums over processes.
 
-    ``clip_grad_norm`` > 0 rescales the gradients (after unscaling, under fp16) to at most that norm.
+    ``clip_grad_norm`` > 0 rescales the gradients (after unscaling, under fp16) to at most that norm;
+    ``label_smoothing`` applies to the loss that is minimised, so an evaluation pass reports plain cross-entropy.
     """
     training = optimizer is not None
     model.train(training)
@@ -139,7 +140,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, 
             labels = labels.to(ctx.device, non_blocking=True)
             with autocast(precision, ctx.device):
                 logits = model(**inputs)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing if training else 0.0)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 scaling = scaler is not None and scaler.is_enabled()
@@ -279,6 +280,8 @@ def _check_train_config(cfg: Config) -> None:
         raise ValueError(f"epochs and batch_size must be at least 1, got {train.epochs} and {train.batch_size}")
     if train.lr <= 0:
         raise ValueError(f"lr must be positive, got {train.lr}")
+    if not 0.0 <= train.label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {train.label_smoothing}")
     if train.step_in_backward and (train.clip_grad_norm > 0 or train.precision == "fp16"):
         raise ValueError("step_in_backward needs every gradient unclipped and unscaled: not with clip_grad_norm > 0 "
                          "or fp16")
@@ -373,8 +376,8 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                 model, _loader(data.train, train_cfg.batch_size, workers, train_cfg.seed, epoch, train_sampler,
                                ctx.device, drop_last),
                 ctx, precision=precision, optimizer=optimizer, scaler=scaler,
-                clip_grad_norm=train_cfg.clip_grad_norm, channels_last=train_cfg.channels_last,
-                description=f"{label} train", progress=progress)
+                clip_grad_norm=train_cfg.clip_grad_norm, label_smoothing=train_cfg.label_smoothing,
+                channels_last=train_cfg.channels_last, description=f"{label} train", progress=progress)
             val_result = run_epoch(
                 model, _loader(validation, train_cfg.batch_size, workers, train_cfg.seed, epoch, None, ctx.device),
                 ctx, precision=precision, channels_last=train_cfg.channels_last,
