@@ -161,7 +161,7 @@ def test_class_count_must_match_the_model(tmp_path):
         fit(override(tiny_config(), "model", num_classes=21), tiny_data(), tmp_path / "run", progress=False)
 
 
-def test_label_smoothing_changes_the_training_loss_only():
+def test_label_smoothing_changes_the_training_loss_only(tmp_path):
     torch.manual_seed(0)
     cfg = tiny_config()
     model = build_model_from_config(cfg.model)
@@ -180,4 +180,4 @@ def test_label_smoothing_changes_the_training_loss_only():
     assert smoothed != pytest.approx(evaluation.loss, rel=1e-3)
     assert training.loss == pytest.approx(smoothed, rel=1e-5)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
-        fit(tiny_config(label_smoothing=1.0), data, "unused", progress=False)
+        fit(tiny_config(label_smoothing=1.0), data, tmp_path / "run", progress=False)

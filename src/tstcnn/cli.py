@@ -612,9 +612,10 @@ def _training_config(args: argparse.Namespace) -> Config:
                    drop_rate=args.drop_rate, **{k: getattr(args, k, None) for k in ("modality", "block",
                                                                                       "num_blocks")})
     cfg = override(cfg, "data", num_workers=args.num_workers)
-    fields = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "clip_grad_norm", "label_smoothing", "nesterov", "scheduler",
-              "recent_window", "previous_window", "patience", "lr_factor", "lr_min", "accuracy_drop", "step_size",
-              "precision", "channels_last", "compile", "checkpoint_attention", "step_in_backward", "seed")
+    fields = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "clip_grad_norm", "label_smoothing",
+              "nesterov", "scheduler", "recent_window", "previous_window", "patience", "lr_factor", "lr_min",
+              "accuracy_drop", "step_size", "precision", "channels_last", "compile", "checkpoint_attention",
+              "step_in_backward", "seed")
     return override(cfg, "train", **{k: getattr(args, k) for k in fields})
 
 
