@@ -10,10 +10,11 @@ def _gradient_frames(n: int, height: int = 48, width: int = 64) -> list[np.ndarr
             for i in range(n)]
 
 
-def test_write_then_decode_round_trip(tmp_path):
+@pytest.mark.parametrize("threads", [0, 1])
+def test_write_then_decode_round_trip(tmp_path, threads):
     path = tmp_path / "clip.mp4"
     frames = _gradient_frames(12)
-    with VideoWriter(path, fps=25, width=64, height=48, crf=10) as writer:
+    with VideoWriter(path, fps=25, width=64, height=48, crf=10, threads=threads) as writer:
         for frame in frames:
             writer.write(frame)
     info = probe(path)
@@ -22,6 +23,15 @@ def test_write_then_decode_round_trip(tmp_path):
     decoded = read_frames(path)
     assert decoded.shape == (12, 48, 64, 3) and decoded.dtype == np.uint8
     assert np.abs(decoded.astype(int) - np.stack(frames)).mean() < 6
+
+
+def test_single_threaded_encoding_is_byte_for_byte_repeatable(tmp_path):
+    frames = _gradient_frames(12)
+    for name in ("a.mp4", "b.mp4"):
+        with VideoWriter(tmp_path / name, fps=25, width=64, height=48, threads=1) as writer:
+            for frame in frames:
+                writer.write(frame)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
 
 
 def test_resize_keeps_aspect_with_even_height():

@@ -115,10 +115,12 @@ class VideoWriter:
         fps: frame rate (an integer or a fraction).
         width, height: frame size in pixels, both even.
         crf: x264 constant rate factor (lower is better quality).
+        threads: x264 threads; 0 lets x264 choose (about 1.5 per core). Writers that already run one per core
+            (``tstcnn synth --workers``) use 1, so their encoders do not compete for the cores.
     """
 
     def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 20,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "veryfast", threads: int = 0) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"H.264 needs even frame sizes, got {width}x{height}")
         self.path = Path(path)
@@ -127,7 +129,7 @@ class VideoWriter:
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:

@@ -151,7 +151,7 @@ def _write_job(out: Path, spec: SynthSpec, job: Job) -> int:
     partial = out / ".partial" / f"{os.getpid()}_{final.name}"  # the muxer picks its format from the suffix
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with VideoWriter(partial, spec.fps, *spec.size, crf=CRF, preset=PRESET) as writer:
+        with VideoWriter(partial, spec.fps, *spec.size, crf=CRF, preset=PRESET, threads=1) as writer:
             for frame in iter_video(plan):
                 writer.write(frame)
         final.parent.mkdir(parents=True, exist_ok=True)
