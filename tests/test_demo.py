@@ -25,7 +25,7 @@ def tiny_preset(tmp_path):
 
 def test_demo_writes_a_scored_run_and_resumes(tmp_path, tiny_preset):
     out = tmp_path / "demo"
-    settings = DemoSettings(per_class=4, size=(128, 72), fps=12.0, workers=1, preset=tiny_preset)
+    settings = DemoSettings(per_class=4, size=(128, 72), fps=12.0, workers=1, preset=tiny_preset, epochs=None)
     results = run_demo(out, settings, progress=False, log=lambda line: None)
 
     stored = json.loads((out / "results.json").read_text())

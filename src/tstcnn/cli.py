@@ -750,8 +750,8 @@ def _demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=_parse_size, default=defaults.size, metavar="WxH",
                         help=f"frame size of the generated videos (default: {defaults.size[0]}x{defaults.size[1]})")
     parser.add_argument("--fps", type=float, default=defaults.fps, help="frame rate (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (train.epochs; default: the "
-                                                                 "preset's)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help="training epochs (train.epochs; default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="data and training seed (default: 0)")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="processes generating and preparing videos (default: %(default)s)")
