@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from tstcnn.cli import main
+from tstcnn.cli import build_parser, main
 
 
 def test_models_prints_table_one_next_to_ours(capsys):
@@ -22,6 +22,14 @@ def test_models_bad_input_size_is_one_line_error(capsys):
 def test_console_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "tstcnn.cli", "--help"], capture_output=True, text=True, check=True)
     assert "models" in result.stdout and "usage: tstcnn" in result.stdout
+
+
+def test_every_command_help_renders_its_percent_signs():
+    """argparse %-formats help strings but not descriptions, so a literal '%%' must never reach the user."""
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"train", "study", "demo", "detect"} <= set(commands)
+    for name, parser in commands.items():
+        assert "%%" not in parser.format_help(), f"tstcnn {name} --help shows '%%'"
 
 
 def test_report_command_writes_page_or_one_line_error(tmp_path, capsys):

@@ -692,7 +692,7 @@ def _study(subparsers: argparse._SubParsersAction) -> None:
         "study", help="train and score the paper's model grid (Tables II/III, Figure 6)",
         description="Train RGB, Flow and Twin, each without and with attention, and the I3D RGB and Flow streams "
                     "(scored alone and by late fusion) with the same settings; write OUT/study.md and study.csv "
-                    "(train/validation/test accuracy, epochs to 90%% of the best validation accuracy) and "
+                    "(train/validation/test accuracy, epochs to 90% of the best validation accuracy) and "
                     "OUT/fig6_validation_accuracy.png. Re-running continues an interrupted study.")
     _add_training_options(parser)
     parser.add_argument("--out", required=True, metavar="OUT", help="study folder, one run folder per model")
