@@ -223,6 +223,16 @@ def test_compile_without_a_cpp_compiler_is_a_one_line_error(workspace, tmp_path,
     assert len(err) == 1 and err[0].startswith("tstcnn predict: error: torch.compile on a CPU needs a C++ compiler")
 
 
+def test_quiet_predict_and_detect_draw_no_progress_bars(workspace, tmp_path, capsys):
+    _, run_dir, videos = workspace
+    assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "a")]) == 0
+    assert "classify" in capsys.readouterr().err
+    assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert main(["detect", str(run_dir), str(videos / "long.mp4"), "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "b" / "predictions.csv").is_file() and (tmp_path / "d" / "long.xml").is_file()
+
+
 def test_predict_runs_from_an_export_like_from_the_checkpoint(workspace, tmp_path):
     _, run_dir, videos = workspace
     model_path, _, _ = export_run(run_dir, tmp_path / "model.onnx", "onnx")

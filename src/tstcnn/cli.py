@@ -214,6 +214,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the network with frozen weights (at paper size on 2 CPU cores: 1-1.5 "
                              "min to compile, then ~12%% faster: for long videos)")
     parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _skipped(command_name: str, problems: Sequence[str]) -> None:
@@ -248,15 +249,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     run = load_predictor(args.run_dir, args.which, args.device, args.precision, args.compile)
     options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
     if args.store:
-        predictions, problems = predict_store(run, Store(args.store), options, args.split, progress=True)
+        predictions, problems = predict_store(run, Store(args.store), options, args.split, progress=not args.quiet)
     elif args.source:
         items, problems = _layout_items(args, run.classes.classes)
-        with prepared_store(items, run, args.work_dir, progress=True) as (store, more):
+        with prepared_store(items, run, args.work_dir, progress=not args.quiet) as (store, more):
             problems += more
-            predictions, more = predict_store(run, store, options, progress=True) if store else ([], [])
+            predictions, more = predict_store(run, store, options, progress=not args.quiet) if store else ([], [])
             problems += more
     else:
-        predictions, problems = predict_videos(run, args.videos, options, args.work_dir, progress=True)
+        predictions, problems = predict_videos(run, args.videos, options, args.work_dir, progress=not args.quiet)
     _skipped("predict", problems)
     if not predictions:
         raise UsageError(f"no clip could be classified ({len(problems)} problems; the first: "
@@ -305,9 +306,9 @@ def _run_detect(args: argparse.Namespace) -> int:
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
                             args.min_length, args.max_gap)
     if args.store:
-        detections, summary = detect_store(run, Store(args.store), args.out, options, args.split, progress=True)
+        detections, summary = detect_store(run, Store(args.store), args.out, options, args.split, progress=not args.quiet)
     else:
-        detections, summary = detect_videos(run, args.videos, args.out, options, args.work_dir, progress=True)
+        detections, summary = detect_videos(run, args.videos, args.out, options, args.work_dir, progress=not args.quiet)
     _skipped("detect", summary["problems"])
     if not detections:
         raise UsageError(f"no video could be processed; see {Path(args.out) / 'detection.json'}")
@@ -443,6 +444,7 @@ def _visualize(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint (default: best)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--work-dir", default=None, help="where raw videos are prepared (default: the system temp)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run_visualize)
 
 
@@ -463,17 +465,17 @@ def _run_visualize(args: argparse.Namespace) -> int:
         store = Store(args.store)
         extra = [e.id for e in store.videos(args.stats_split) if e.id not in args.clips] if args.stats_split else []
         paths = visualize_attention(run, store, [*args.clips, *extra], out, steps, gif=not args.no_gif,
-                                    progress=True)
+                                    progress=not args.quiet)
     elif args.stats_split:
         raise UsageError("--stats-split needs --store")
     else:
         items, problems = source_items(args.clips)
-        with prepared_store(items, run, args.work_dir) as (store, more):
+        with prepared_store(items, run, args.work_dir, progress=not args.quiet) as (store, more):
             _skipped("visualize", problems + more)
             if store is None:
                 raise UsageError("no clip could be prepared")
             ids = [i.id for i in items if i.id in {e.id for e in store.videos()}]
-            paths = visualize_attention(run, store, ids, out, steps, gif=not args.no_gif)
+            paths = visualize_attention(run, store, ids, out, steps, gif=not args.no_gif, progress=not args.quiet)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
