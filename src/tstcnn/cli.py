@@ -204,7 +204,8 @@ def _predict(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of RUN_DIR (default: best)")
+    parser.add_argument("--which", default="best", choices=("best", "last"),
+                        help="checkpoint of RUN_DIR (default: best)")
     parser.add_argument("--device", default="cpu", help="torch device for a checkpoint, e.g. cuda (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -306,9 +307,11 @@ def _run_detect(args: argparse.Namespace) -> int:
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
                             args.min_length, args.max_gap)
     if args.store:
-        detections, summary = detect_store(run, Store(args.store), args.out, options, args.split, progress=not args.quiet)
+        detections, summary = detect_store(run, Store(args.store), args.out, options, args.split,
+                                           progress=not args.quiet)
     else:
-        detections, summary = detect_videos(run, args.videos, args.out, options, args.work_dir, progress=not args.quiet)
+        detections, summary = detect_videos(run, args.videos, args.out, options, args.work_dir,
+                                            progress=not args.quiet)
     _skipped("detect", summary["problems"])
     if not detections:
         raise UsageError(f"no video could be processed; see {Path(args.out) / 'detection.json'}")
