@@ -769,7 +769,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if len(args.size) != 2:
         raise UsageError(f"--size needs two values WxH, got {'x'.join(map(str, args.size))}")
-    if args.per_class < 4 or args.workers < 1 or (args.epochs is not None and args.epochs < 1):
+    if args.per_class < 4 or args.workers < 1 or args.epochs < 1:
         raise UsageError("--per-class must be at least 4 (so every split has clips), --workers and --epochs "
                          "at least 1")
     settings = DemoSettings(per_class=args.per_class, size=tuple(args.size), fps=args.fps, seed=args.seed,
