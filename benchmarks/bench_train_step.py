@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tstcnn.config import load_config, override
 from tstcnn.engine.study import STUDY_MODELS
-from tstcnn.engine.performance import autocast
+from tstcnn.runtime.performance import autocast
 from tstcnn.models import build_model_from_config
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tstcnn.config import PRESETS, config_to_dict, override
-from tstcnn.engine.checkpoint import load_checkpoint, load_run, save_checkpoint
+from tstcnn.runtime.checkpoint import load_checkpoint, load_run, save_checkpoint
 from tstcnn.models import build_model_from_config
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine_helpers import one_thread, tiny_config, tiny_data
-from tstcnn.engine.checkpoint import load_checkpoint
+from tstcnn.runtime.checkpoint import load_checkpoint
 from tstcnn.engine.evaluate import evaluate
 from tstcnn.engine.trainer import fit, read_metrics
 from tstcnn.models import build_model_from_config

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from engine_helpers import CLASSES, SignalClips, one_thread, tiny_config, tiny_data
-from tstcnn.engine.checkpoint import load_run
+from tstcnn.runtime.checkpoint import load_run
 from tstcnn.engine.evaluate import evaluate, predict, write_results
-from tstcnn.engine.metrics import classification_report
+from tstcnn.runtime.metrics import classification_report
 from tstcnn.engine.trainer import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")

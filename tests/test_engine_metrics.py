@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from tstcnn.engine.metrics import (
+from tstcnn.runtime.metrics import (
     classification_report,
     confusion_matrix,
     group_confusion,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from engine_helpers import one_thread, tiny_config, tiny_data
 from tstcnn.config import override
-from tstcnn.engine.checkpoint import load_checkpoint, load_run
+from tstcnn.runtime.checkpoint import load_checkpoint, load_run
 from tstcnn.engine.distributed import DistributedContext
 from tstcnn.engine.trainer import fit, read_metrics, run_epoch
 from tstcnn.models import build_model_from_config

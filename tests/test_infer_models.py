@@ -10,8 +10,8 @@ import yaml
 
 from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
-from tstcnn.engine.checkpoint import save_checkpoint
-from tstcnn.engine.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
+from tstcnn.runtime.checkpoint import save_checkpoint
+from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
 from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,

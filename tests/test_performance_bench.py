@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tstcnn.cli import main
-from tstcnn.models.benchmark import CASES, count_flops, format_table, run_benchmark
+from tstcnn.bench import CASES, count_flops, format_table, run_benchmark
 
 
 def test_flop_counts_match_the_design_yardsticks():

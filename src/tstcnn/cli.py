@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tstcnn import __version__
-from tstcnn.config import PRECISIONS, Config
+from tstcnn.config import PRECISIONS, Config, parse_size
 
 __all__ = ["main", "build_parser"]
 
@@ -24,17 +24,6 @@ CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"],
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line."""
-
-
-def _parse_size(text: str) -> tuple[int, ...]:
-    """``100x120x120`` or ``640x360`` to a tuple of ints."""
-    try:
-        values = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 100x120x120, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return values
 
 
 COMMANDS: list[CommandAdder] = []
@@ -52,7 +41,7 @@ def _models(subparsers: argparse._SubParsersAction) -> None:
         "models", help="list the model family with the paper's Table I parameter counts",
         description="Print the paper's Table I (parameters without fully connected layers) next to ours, with "
                     "and without the FC layers, for the given input size, and the registered variants.")
-    parser.add_argument("--input-size", type=_parse_size, default=(100, 120, 120), metavar="TxHxW",
+    parser.add_argument("--input-size", type=parse_size, default=(100, 120, 120), metavar="TxHxW",
                         help="clip size that fixes the FC widths (default: 100x120x120, the paper's)")
     parser.add_argument("--num-classes", type=int, default=21, help="output classes (default: 21)")
     parser.set_defaults(func=_run_models)
@@ -452,7 +441,7 @@ def _visualize(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_visualize(args: argparse.Namespace) -> int:
-    from tstcnn.engine.checkpoint import load_run
+    from tstcnn.runtime.checkpoint import load_run
     from tstcnn.infer.attention import visualize_attention
     from tstcnn.infer.predict import prepared_store, source_items
     from tstcnn.prep.store import Store
@@ -527,7 +516,7 @@ def _synth(subparsers: argparse._SubParsersAction) -> None:
                         help="train clips per class; validation and test get N/4, at least 1 (default: 40)")
     parser.add_argument("--classes", default=None, metavar="NAME,...",
                         help="comma-separated class names (default: the 21 TTStroke-21 classes)")
-    parser.add_argument("--size", type=_parse_size, default=(640, 360), metavar="WxH",
+    parser.add_argument("--size", type=parse_size, default=(640, 360), metavar="WxH",
                         help="frame size, even numbers (default: 640x360)")
     parser.add_argument("--fps", type=float, default=120.0, help="frame rate (default: 120, like TTStroke-21)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
@@ -569,8 +558,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="preset (paper, cpu-small) or YAML config file (default: paper)")
     parser.add_argument("--store", required=True, help="prepared store (tstcnn prepare --out)")
     model = parser.add_argument_group("model (config section model)")
-    model.add_argument("--input-size", type=_parse_size, metavar="TxHxW", help="clip size (paper: 100x120x120)")
-    model.add_argument("--channels", type=_parse_size, metavar="AxBxC", help="filters of the 3 stages (30x60x80)")
+    model.add_argument("--input-size", type=parse_size, metavar="TxHxW", help="clip size (paper: 100x120x120)")
+    model.add_argument("--channels", type=parse_size, metavar="AxBxC", help="filters of the 3 stages (30x60x80)")
     model.add_argument("--num-features", type=int, help="width of each branch's FC layer (paper: 500)")
     model.add_argument("--drop-rate", type=float, help="dropout before the classifier")
     train = parser.add_argument_group("training (config section train)")
@@ -718,7 +707,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
 @command
 def _bench(subparsers: argparse._SubParsersAction) -> None:
-    from tstcnn.models.benchmark import build_parser as add_bench_arguments
+    from tstcnn.bench import build_parser as add_bench_arguments
 
     parser = subparsers.add_parser(
         "bench", help="training-step and inference speed and memory against the plain fp32 reference",
@@ -732,7 +721,7 @@ def _bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from tstcnn.models.benchmark import run_from_args
+    from tstcnn.bench import run_from_args
 
     return run_from_args(args)
 
@@ -752,7 +741,7 @@ def _demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     parser.add_argument("--per-class", type=int, default=defaults.per_class, metavar="N",
                         help=f"train clips per class; validation and test get N/4 (default: {defaults.per_class})")
-    parser.add_argument("--size", type=_parse_size, default=defaults.size, metavar="WxH",
+    parser.add_argument("--size", type=parse_size, default=defaults.size, metavar="WxH",
                         help=f"frame size of the generated videos (default: {defaults.size[0]}x{defaults.size[1]})")
     parser.add_argument("--fps", type=float, default=defaults.fps, help="frame rate (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,

@@ -9,6 +9,7 @@ explicit overrides (``None`` means unset and is dropped, so defaults live in one
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "override",
+    "parse_size",
 ]
 
 
@@ -193,3 +195,14 @@ def override(cfg: Config, section: str, **values: Any) -> Config:
     if unknown:
         raise ValueError(f"unknown {section} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     return dataclasses.replace(cfg, **{section: dataclasses.replace(current, **values)})
+
+
+def parse_size(text: str) -> tuple[int, ...]:
+    """``100x120x120`` or ``640x360`` to a tuple of positive ints (an ``argparse`` type)."""
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 100x120x120, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return values

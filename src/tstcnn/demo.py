@@ -50,7 +50,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progre
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo into ``out`` and return what ``out/results.json`` holds."""
     from tstcnn.engine import evaluate, train
-    from tstcnn.engine.checkpoint import load_run
+    from tstcnn.runtime.checkpoint import load_run
     from tstcnn.infer.attention import visualize_attention
     from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, write_predictions
     from tstcnn.infer.scoring import score_classification

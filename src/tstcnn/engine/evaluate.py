@@ -22,10 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from tstcnn.engine.checkpoint import load_run
+from tstcnn.runtime.checkpoint import load_run
 from tstcnn.engine.distributed import default_device
-from tstcnn.engine.metrics import classification_report
-from tstcnn.engine.performance import autocast, prepare_inputs
+from tstcnn.runtime.metrics import classification_report
+from tstcnn.runtime.performance import autocast, prepare_inputs
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.taxonomy import Taxonomy
 
@@ -57,7 +57,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: 
 
 
 def evaluate_model(model: nn.Module, dataset: Dataset, classes: Taxonomy, **predict_options: Any) -> dict[str, Any]:
-    """:func:`~tstcnn.engine.metrics.classification_report` of ``model`` on ``dataset``."""
+    """:func:`~tstcnn.runtime.metrics.classification_report` of ``model`` on ``dataset``."""
     labels, predictions, _ = predict(model, dataset, **predict_options)
     return classification_report(labels, predictions, classes)
 

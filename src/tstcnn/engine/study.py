@@ -91,7 +91,7 @@ def _train_and_evaluate(cfg: Config, store: Any, run_dir: Path, device: Any, pro
     results_path, last_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
     done = results_path.is_file() and last_path.is_file() and results_path.stat().st_mtime >= last_path.stat().st_mtime
     if done:
-        from tstcnn.engine.checkpoint import load_checkpoint
+        from tstcnn.runtime.checkpoint import load_checkpoint
 
         done = int(load_checkpoint(last_path)["epoch"]) >= cfg.train.epochs
     if not done:
@@ -102,7 +102,7 @@ def _train_and_evaluate(cfg: Config, store: Any, run_dir: Path, device: Any, pro
 
 def _fuse(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, device: Any, progress: bool) -> dict[str, Any]:
     from tstcnn.data import StrokeClips
-    from tstcnn.engine.checkpoint import load_run
+    from tstcnn.runtime.checkpoint import load_run
     from tstcnn.engine.evaluate import SPLITS, evaluate_model, write_confusions, write_results
     from tstcnn.models import LateFusion
 

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from tstcnn.config import Config, config_to_dict, override
-from tstcnn.engine.checkpoint import load_checkpoint, save_checkpoint
+from tstcnn.runtime.checkpoint import load_checkpoint, save_checkpoint
 from tstcnn.engine.distributed import (
     DistributedContext,
     all_reduce_sums,
@@ -44,7 +44,7 @@ from tstcnn.engine.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from tstcnn.engine.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
+from tstcnn.runtime.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
                                       resolve_precision, step_large_parameters_in_backward)
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text

@@ -5,7 +5,7 @@
 so ``tstcnn predict`` can prepare videos and read the output exactly as the run did. The export is checked
 against PyTorch on random inputs at export time (logits relative to their scale, and probabilities)
 and the differences are recorded in the spec. :func:`load_export` reads an export back as an
-:class:`ExportedRun`, which stands in for :class:`tstcnn.engine.checkpoint.LoadedRun` in
+:class:`ExportedRun`, which stands in for :class:`tstcnn.runtime.checkpoint.LoadedRun` in
 :mod:`tstcnn.infer.predict`.
 
 The exported graph takes positional inputs in modality order (``rgb``, then ``flow``), each
@@ -204,7 +204,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", which: s
     in another order differ by a few ulps of the largest activations, so an absolute bound on logits of
     magnitude 10³ would fail PyTorch against itself with another convolution back-end).
     """
-    from tstcnn.engine.checkpoint import load_run
+    from tstcnn.runtime.checkpoint import load_run
 
     run = load_run(run_dir, which)
     model_cfg = run.config.model

@@ -6,7 +6,7 @@ prepared with the run's own preparation settings (width, flow method, ROI smooth
 one video at a time, streaming (long videos never sit in memory whole). A clip longer than the network's
 window is classified from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
 
-A "run" here is :class:`tstcnn.engine.checkpoint.LoadedRun` or an export's
+A "run" here is :class:`tstcnn.runtime.checkpoint.LoadedRun` or an export's
 :class:`tstcnn.infer.export.ExportedRun`: both give ``model``, ``config``, ``classes``, ``flow_scale``, ``prep``.
 """
 
@@ -69,9 +69,9 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
     """A run folder or checkpoint (``LoadedRun``), or an exported model or its spec (``ExportedRun``).
 
     ``precision`` ``auto`` runs a checkpoint the fastest measured way for ``device``
-    (:func:`~tstcnn.engine.performance.inference_options`: bf16 autocast and channels-last where bf16 is fast);
+    (:func:`~tstcnn.runtime.performance.inference_options`: bf16 autocast and channels-last where bf16 is fast);
     ``fp32`` is the reference path. ``compile`` runs the checkpoint through
-    :func:`~tstcnn.engine.performance.compile_for_inference` (pays off from a few hundred windows on).
+    :func:`~tstcnn.runtime.performance.compile_for_inference` (pays off from a few hundred windows on).
     Exported models run as exported.
     """
     path = Path(path)
@@ -79,8 +79,8 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
         from tstcnn.infer.export import load_export
 
         return load_export(path)
-    from tstcnn.engine.checkpoint import load_run
-    from tstcnn.engine.performance import compile_for_inference, inference_options, resolve_precision
+    from tstcnn.runtime.checkpoint import load_run
+    from tstcnn.runtime.performance import compile_for_inference, inference_options, resolve_precision
 
     run = load_run(path, which, device)
     if precision == "auto":
@@ -134,7 +134,7 @@ def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Se
     """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, in batches, with the
     run's inference precision and memory format. A compiled model gets full batches only (the last one
     padded with copies of its last window), so that it compiles one graph."""
-    from tstcnn.engine.performance import autocast, prepare_inputs
+    from tstcnn.runtime.performance import autocast, prepare_inputs
 
     device = _device(run)
     precision, channels_last = getattr(run, "precision", "fp32"), getattr(run, "channels_last", False)

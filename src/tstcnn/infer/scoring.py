@@ -15,7 +15,7 @@ Detection (one XML of ``<action begin end/>`` per video, ``end`` exclusive):
   - ``map_2022``: the 2022 scorer's figure, the mean over the ten thresholds of precision × recall.
 
 Classification (``<videos><video name class/>``): accuracy and confusion matrices, computed by
-:mod:`tstcnn.engine.metrics`. Videos are matched by file name without its extension.
+:mod:`tstcnn.runtime.metrics`. Videos are matched by file name without its extension.
 
 Conventions for empty sets: a precision with no prediction, a recall with no true stroke and an IoU
 with an empty union are 0.
@@ -214,7 +214,7 @@ def score_classification(submission: Mapping[str, str], truth: Mapping[str, str]
 
     ``taxonomy`` is a :class:`~tstcnn.taxonomy.Taxonomy`; raises :class:`SubmissionError` on a mismatch.
     """
-    from tstcnn.engine.metrics import classification_report
+    from tstcnn.runtime.metrics import classification_report
 
     problems = validate_classification(submission, truth, taxonomy.classes)
     if problems:

@@ -60,7 +60,7 @@ def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
                    title: str = "") -> Path:
     """Confusion matrix normalised per true class (rows), with the raw counts written in the cells."""
-    from tstcnn.engine.metrics import normalize_rows
+    from tstcnn.runtime.metrics import normalize_rows
 
     counts = np.asarray(cm, dtype=np.int64)
     normalized = normalize_rows(counts)

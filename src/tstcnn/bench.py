@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from tstcnn.config import parse_size
+
 __all__ = ["Case", "CASES", "run_benchmark", "main", "count_flops", "matmul_peak"]
 
 
@@ -96,7 +98,7 @@ def _worker(spec: dict) -> dict:
     """Run one case in this process: ``warmup`` then ``steps`` timed training steps or inference passes."""
     import torch
 
-    from tstcnn.engine.performance import (apply_performance_options, autocast, prepare_inputs,
+    from tstcnn.runtime.performance import (apply_performance_options, autocast, prepare_inputs,
                                           step_large_parameters_in_backward)
 
     torch.set_num_threads(spec["threads"])
@@ -181,7 +183,7 @@ def _timed(fn) -> float:
 
 
 def _run_subprocess(spec: dict) -> dict:
-    command = [sys.executable, "-m", "tstcnn.models.benchmark", "--worker", json.dumps(spec)]
+    command = [sys.executable, "-m", "tstcnn.bench", "--worker", json.dumps(spec)]
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -270,13 +272,12 @@ def format_table(summary: dict) -> str:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of ``tstcnn bench`` and ``benchmarks/bench_model.py`` (one definition for both)."""
-    from tstcnn.cli import _parse_size
 
     parser = parser or argparse.ArgumentParser(prog="bench_model.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", default="twin", choices=("rgb", "flow", "twin"), help="model (default: twin)")
     parser.add_argument("--block", default="attention", choices=("none", "residual", "attention"),
                         help="block after each stage (default: attention)")
-    parser.add_argument("--size", type=_parse_size, default=(100, 120, 120), metavar="TxHxW",
+    parser.add_argument("--size", type=parse_size, default=(100, 120, 120), metavar="TxHxW",
                         help="clip size; 100x120x120 is the paper's, 16x64x64 a quick check (default: 100x120x120)")
     parser.add_argument("--batch-size", type=int, default=2, help="samples per step (default: 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per case (default: 2)")
