@@ -4,28 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from store_helpers import H, W, synthetic_video
 from tstcnn.config import DataConfig, PrepConfig
 from tstcnn.data import EpochSampler, StrokeClips, build_dataloader
 from tstcnn.prep.store import Store, finalize_store, write_video_entry
 from tstcnn.taxonomy import Taxonomy
 
 CLASSES = ("Serve Forehand Loop", "Serve Backhand Loop", "Negative")
-H, W = 48, 64
 CLIP = (8, 32, 32)
-
-
-def _video(frames: int, seed: int):
-    """Textured frames with a bright square moving right by 2 px per frame, and that motion as flow."""
-    rng = np.random.default_rng(seed)
-    background = rng.integers(0, 120, (H, W, 3), dtype=np.uint8)
-    rgb = np.repeat(background[None], frames, axis=0)
-    flow = np.zeros((frames, H, W, 2), np.float32)
-    for t in range(frames):
-        x = 8 + 2 * t % 40
-        rgb[t, 18:30, x:x + 12] = 240
-        flow[t, 18:30, x:x + 12, 0] = 2.0
-    roi = np.stack([np.linspace(20, 44, frames), np.full(frames, 24.0)], axis=1)
-    return rgb, flow, roi
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +24,7 @@ def store(tmp_path_factory) -> Store:
         "held": (20, {"split": "validation", "label": CLASSES[1], "actions": []}),
     }
     for seed, (video_id, (frames, meta)) in enumerate(videos.items()):
-        write_video_entry(root, video_id, *_video(frames, seed), {**meta, "fps": 25.0})
+        write_video_entry(root, video_id, *synthetic_video(frames, seed), {**meta, "fps": 25.0})
     finalize_store(root, PrepConfig(width=W), CLASSES)
     return Store(root)
 
@@ -148,7 +134,7 @@ def test_distributed_sampler_shards_one_shared_order():
 
 
 def test_bad_requests_fail_with_a_clear_message(store):
-    with pytest.raises(ValueError, match="does not fit video"):
+    with pytest.raises(ValueError, match="smaller than the model.s 64x64 crop"):
         StrokeClips(store, "train", "twin", (8, 64, 64), False, DataConfig())
     with pytest.raises(ValueError, match="unknown modality"):
         StrokeClips(store, "train", "depth", CLIP, False, DataConfig())

@@ -14,8 +14,9 @@ from tstcnn.runtime.checkpoint import save_checkpoint
 from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
-from tstcnn.infer.predict import (ClipReader, PredictOptions, load_predictor, predict_videos, prepared_store,
-                                  source_items, window_probabilities)
+from tstcnn.infer.predict import (PredictOptions, load_predictor, predict_videos, prepared_store,
+                                  run_reader, source_items, window_probabilities)
+from tstcnn.data import WindowClips
 from tstcnn.infer.windows import window_starts
 from tstcnn.io.mediaeval import Action, read_actions, read_submission, write_actions, write_submission
 from tstcnn.io.video import VideoWriter
@@ -96,9 +97,10 @@ def test_raw_videos_are_prepared_with_the_runs_settings_and_normalisation(worksp
     with prepared_store(items, run) as (store, problems):
         assert len(problems) == 1 and "broken.mp4" in problems[0]
         assert store.prep == run.prep and store.entry("clip").width == run.prep.width == 32
-        reader = ClipReader(store, run)
-        assert store.flow_scale == run.flow_scale == 2.0
-        window = reader.window("short", -2)   # a 5-frame video in an 8-frame window: edge frames repeat
+        own_scale = store.flow_scale
+        reader = run_reader(store, run)
+        assert reader.flow_scale == run.flow_scale == 2.0 and store.flow_scale == own_scale  # the store is not changed
+        window = WindowClips(reader, "short", [-2])[0][0]   # a 5-frame video in an 8-frame window: edge frames repeat
         assert window["rgb"].shape == (3, *INPUT) and window["flow"].shape == (2, *INPUT)
         assert torch.equal(window["rgb"][:, 0], window["rgb"][:, 2]) and torch.equal(window["rgb"][:, 6],
                                                                                       window["rgb"][:, 7])
@@ -113,7 +115,7 @@ def test_aggregations_combine_the_clips_evenly_spaced_windows(workspace):
     assert results["centre"].windows == 1 and results["mean"].windows == results["vote"].windows == 5
     items, _ = source_items([videos / "clip.mp4"])
     with prepared_store(items, run) as (store, _):
-        reader = ClipReader(store, run)
+        reader = run_reader(store, run)
         probs = window_probabilities(run, reader, "clip", [0, 3, 6, 9, 12], batch_size=2)   # 20 frames, T = 8
         centre = window_probabilities(run, reader, "clip", [6], batch_size=1)[0]
     np.testing.assert_allclose(results["mean"].scores, probs.mean(0), atol=1e-6)
@@ -176,7 +178,7 @@ def test_auto_precision_is_the_fast_path_and_agrees_with_fp32(workspace, tmp_pat
     assert conv.is_contiguous(memory_format=torch.channels_last_3d) == bf16 and conv.shape[2] == 3
     items, _ = source_items([videos / "clip.mp4"])
     with prepared_store(items, reference) as (store, _):
-        reader = ClipReader(store, reference)
+        reader = run_reader(store, reference)
         fast_probs = window_probabilities(fast, reader, "clip", [0, 6, 12], batch_size=2)
         reference_probs = window_probabilities(reference, reader, "clip", [0, 6, 12], batch_size=2)
     assert reference_probs.max() - reference_probs.min() > 0.3
@@ -201,7 +203,7 @@ def test_compiled_predictor_pads_the_last_batch_and_agrees_with_fp32(workspace, 
     assert not reference.compiled
     items, _ = source_items([videos / "clip.mp4"])
     with prepared_store(items, reference) as (store, _):
-        reader = ClipReader(store, reference)
+        reader = run_reader(store, reference)
         compiled_probs = window_probabilities(compiled, reader, "clip", [0, 6, 12], batch_size=2)
         reference_probs = window_probabilities(reference, reader, "clip", [0, 6, 12], batch_size=2)
     assert compiled_probs.shape == reference_probs.shape == (3, len(CLASSES))

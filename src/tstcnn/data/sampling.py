@@ -18,7 +18,24 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Segment", "ClipInfo", "TemporalSampler"]
+__all__ = ["Segment", "ClipInfo", "TemporalSampler", "centred_start", "window_indices"]
+
+
+def centred_start(begin: int, end: int, length: int) -> int:
+    """First frame of the ``length``-frame clip centred on frames ``begin … end - 1``: the one centring rule of
+    training, evaluation, prediction and detection. A longer segment leaves ``(n − T) // 2`` frames before the
+    clip; a shorter one gets ``(T − n) // 2`` copies of its first frame before it (the start is then before
+    ``begin``)."""
+    slack = (end - begin) - length
+    return begin + slack // 2 if slack >= 0 else begin - (-slack) // 2
+
+
+def window_indices(start: int, length: int, num_frames: int) -> np.ndarray:
+    """The frames a window reads: ``start … start + length - 1`` clipped into ``[0, num_frames)`` (int64)."""
+    if num_frames < 1 or length < 1:
+        raise ValueError(f"a window needs a video of at least one frame and a positive length, got {num_frames} "
+                         f"and {length}")
+    return np.clip(np.arange(start, start + length, dtype=np.int64), 0, num_frames - 1)
 
 
 class Segment(NamedTuple):
@@ -62,10 +79,8 @@ class TemporalSampler:
         if end <= begin:
             raise ValueError(f"empty segment [{begin}, {end})")
         slack = (end - begin) - self.length
-        if slack <= 0:
-            return begin - (-slack) // 2
-        if not self.random:
-            return begin + slack // 2
+        if slack <= 0 or not self.random:
+            return centred_start(begin, end, self.length)
         if rng is None:
             raise ValueError("a random temporal sampler needs a random generator")
         drawn = rng.normal(begin + slack / 2, slack / self.sigma_divisor)

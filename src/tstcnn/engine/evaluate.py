@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,26 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
-from tstcnn.runtime.checkpoint import load_run
+from tstcnn.data import StrokeClips, build_dataloader
 from tstcnn.engine.distributed import default_device
-from tstcnn.runtime.metrics import classification_report
-from tstcnn.runtime.performance import autocast, prepare_inputs
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.prep.store import Store
+from tstcnn.progress import progress as progress_bar
+from tstcnn.runtime.checkpoint import load_run
+from tstcnn.runtime.inference import predict_batches
+from tstcnn.runtime.metrics import classification_report
 from tstcnn.taxonomy import Taxonomy
+from tstcnn.viz.figures import plot_confusion
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SPLITS", "predict", "evaluate_model", "write_confusions", "write_results", "evaluate"]
 
 SPLITS = ("train", "validation", "test")
 
 
-@torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: str | torch.device | None = None,
             precision: str = "fp32", channels_last: bool = False, num_workers: int = 0, progress: bool = True,
             description: str = "evaluate") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,17 +48,12 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: 
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    labels, probabilities = [], []
-    for inputs, label in tqdm(loader, desc=description, leave=False, disable=not progress, unit="batch"):
-        with autocast(precision, device):
-            logits = model(**prepare_inputs(inputs, device, channels_last))
-        probabilities.append(logits.float().softmax(1).cpu())
-        labels.append(torch.as_tensor(label))
-    if not labels:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    probs = torch.cat(probabilities).numpy()
-    return torch.cat(labels).numpy().astype(np.int64), probs.argmax(1), probs
+    loader = build_dataloader(dataset, batch_size, shuffle=False, num_workers=num_workers,
+                              pin_memory=device.type == "cuda")
+    with progress_bar(total=len(dataset), desc=description, unit="clip", enabled=progress) as bar:
+        labels, probabilities = predict_batches(model, loader, device=device, precision=precision,
+                                                channels_last=channels_last, progress=bar)
+    return labels, probabilities.argmax(1) if len(labels) else np.zeros(0, np.int64), probabilities
 
 
 def evaluate_model(model: nn.Module, dataset: Dataset, classes: Taxonomy, **predict_options: Any) -> dict[str, Any]:
@@ -73,8 +73,6 @@ def _confusion_csv(cm: Sequence[Sequence[int]], names: Sequence[str]) -> str:
 
 def write_confusions(report: Mapping[str, Any], out_dir: str | Path, split: str = "") -> list[Path]:
     """``confusion[_<split>].png/.csv`` for the fine classes and ``confusion[_<split>]_<grouping>.*`` per grouping."""
-    from tstcnn.viz.figures import plot_confusion
-
     out_dir = Path(out_dir)
     matrices = [("", report["classes"], report["confusion_matrix"])]
     matrices += [(f"_{g}", v["names"], v["confusion_matrix"]) for g, v in report.get("groupings", {}).items()]
@@ -135,9 +133,7 @@ def write_results(out_dir: str | Path, split_reports: Mapping[str, Mapping[str, 
     return results
 
 
-def _store_of(run_dir: Path, store: Any) -> Any:
-    from tstcnn.prep.store import Store
-
+def _store_of(run_dir: Path, store: Any) -> Store:
     if store is not None:
         return store if isinstance(store, Store) else Store(store)
     info_path = run_dir / "store.json"
@@ -170,11 +166,10 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
     run = load_run(run_dir, which, device="cpu")
     cfg = run.config
     if datasets is None:
-        from tstcnn.data import StrokeClips
-
         source = _store_of(run_dir, store)
         datasets = {s: StrokeClips(source, s, cfg.model.modality, cfg.model.input_size, False, cfg.data,
-                                   classes=run.classes, seed=cfg.train.seed) for s in splits}
+                                   classes=run.classes, seed=cfg.train.seed, flow_scale=run.flow_scale)
+                    for s in splits}
     options = {"batch_size": batch_size or cfg.train.batch_size, "device": device, "precision": cfg.train.precision,
                "channels_last": cfg.train.channels_last,
                "num_workers": cfg.data.num_workers if num_workers is None else num_workers, "progress": progress}
@@ -182,7 +177,7 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
     for split in splits:
         dataset = datasets[split]
         if len(dataset) == 0:
-            print(f"{split}: no labelled clips, skipped")
+            logger.info("%s: no labelled clips, skipped", split)
             continue
         reports[split] = evaluate_model(run.model, dataset, run.classes, description=f"evaluate {split}", **options)
         write_confusions(reports[split], run_dir, split)

@@ -4,9 +4,10 @@ One epoch = one pass over the training clips (augmented) then one over the valid
 no augmentation). The best state (weights and optimiser) is the one with the best validation
 accuracy; the last state is saved after every epoch, atomically, with the scheduler, the gradient
 scaler and the random-number generators, so a killed run resumed with ``resume=True`` continues
-exactly as if it had not stopped (on the CPU: bit for bit). Shuffling does not depend on any saved
-stream: each epoch's order comes from ``DistributedSampler(seed=train.seed).set_epoch(epoch)``, and
-data-loader workers are seeded from ``(seed, epoch)``.
+exactly as if it had not stopped (on the CPU: bit for bit). Data comes through
+:func:`tstcnn.data.build_dataloader`, the loader of every stage: each epoch's order comes from
+``(train.seed, epoch)`` and each clip's augmentation from ``(train.seed, epoch, index)``, so neither depends on
+a saved stream nor on the number of loader workers.
 
 Runs under ``torchrun`` as well (DistributedDataParallel; ``train.batch_size`` is per process), where
 only rank 0 writes. The run folder holds ``config.yaml``, ``classes.json``, ``store.json``,
@@ -18,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset
 
 from tstcnn.config import Config, config_to_dict, override
-from tstcnn.runtime.checkpoint import load_checkpoint, save_checkpoint
+from tstcnn.data import StrokeClips, build_dataloader
 from tstcnn.engine.distributed import (
     DistributedContext,
     all_reduce_sums,
@@ -44,15 +45,21 @@ from tstcnn.engine.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from tstcnn.runtime.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
-                                      resolve_precision, step_large_parameters_in_backward)
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.models import build_model_from_config
+from tstcnn.prep.store import Store
+from tstcnn.progress import progress as progress_bar
+from tstcnn.runtime.checkpoint import load_checkpoint, save_checkpoint
+from tstcnn.runtime.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
+                                        resolve_precision, step_large_parameters_in_backward)
 from tstcnn.taxonomy import Taxonomy
+from tstcnn.viz.figures import plot_curves
 
 __all__ = ["TrainData", "EpochResult", "fit", "train", "train_data_from_store", "read_metrics", "PRECISIONS",
            "run_epoch"]
 
+logger = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -77,9 +84,6 @@ class EpochResult:
 
 def train_data_from_store(cfg: Config, store: Any, seed: int | None = None) -> TrainData:
     """Training (augmented) and validation (centred) clips of a prepared store, for ``cfg.model.modality``."""
-    from tstcnn.data import StrokeClips
-    from tstcnn.prep.store import Store
-
     store = store if isinstance(store, Store) else Store(store)
     classes = Taxonomy(tuple(store.classes))
     if len(classes) != cfg.model.num_classes:
@@ -98,29 +102,7 @@ def train_data_from_store(cfg: Config, store: Any, seed: int | None = None) -> T
                             "prep": prep})
 
 
-def _worker_seeder(seed: int) -> Callable[[int], None]:
-    def seed_worker(worker_id: int) -> None:
-        worker_seed = (seed + worker_id) % 2**32
-        np.random.seed(worker_seed)
-        random.seed(worker_seed)
-
-    return seed_worker
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-def _loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, epoch: int,
-            sampler: torch.utils.data.Sampler | None, device: torch.device, drop_last: bool = False) -> DataLoader:
-    """A loader rebuilt each epoch so its workers' seeds depend on ``(seed, epoch)`` only, not on history."""
-    generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      generator=generator, worker_init_fn=_worker_seeder(_epoch_seed(seed, epoch)),
-                      pin_memory=device.type == "cuda", drop_last=drop_last)
-
-
-def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, precision: str = "fp32",
+def run_epoch(model: nn.Module, loader: Iterable, ctx: DistributedContext, *, precision: str = "fp32",
               optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
               clip_grad_norm: float = 0.0, label_smoothing: float = 0.0, channels_last: bool = False,
               description: str = "", progress: bool = True) -> EpochResult:
@@ -132,8 +114,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, ctx: DistributedContext, *, 
     training = optimizer is not None
     model.train(training)
     loss_sum, correct, count = 0.0, 0, 0
-    bar = tqdm(loader, desc=description, leave=False, disable=not (progress and ctx.is_primary), unit="batch",
-               dynamic_ncols=True)
+    bar = progress_bar(loader, desc=description, unit="batch", enabled=progress and ctx.is_primary)
     with torch.set_grad_enabled(training):
         for inputs, labels in bar:
             inputs = prepare_inputs(inputs, ctx.device, channels_last)
@@ -249,8 +230,6 @@ class _RunWriter:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
                     self.tensorboard.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
             self.tensorboard.flush()
-        from tstcnn.viz.figures import plot_curves
-
         plot_curves(self.rows, self.out_dir / "curves.png")
 
     def close(self) -> None:
@@ -260,8 +239,6 @@ class _RunWriter:
 
 def _prepare_model(cfg: Config, ctx: DistributedContext) -> tuple[nn.Module, nn.Module]:
     """(the model to call, the plain model to save): device, speed options, DDP and compile applied."""
-    from tstcnn.models import build_model_from_config
-
     plain = build_model_from_config(cfg.model)
     apply_performance_options(plain, replace(cfg.train, compile=False), ctx.device)  # compiled after DDP wraps it
     model: nn.Module = plain
@@ -299,7 +276,8 @@ def fit(cfg: Config, data: TrainData, out_dir: str | Path, *, resume: bool = Fal
         resume: continue from ``out_dir/checkpoints/last.pt`` (a fresh start when there is none).
             Without it, a folder that already holds a run is an error, so no run is overwritten.
         device: ``cpu`` / ``cuda``; default CUDA when present.
-        progress: per-epoch tqdm bars (the one-line summary of each epoch is always printed, by rank 0).
+        progress: per-epoch progress (a bar on a terminal, log lines elsewhere); the one-line summary of each
+            epoch is always logged, by rank 0.
         on_epoch_end: called with each epoch's metrics row after its checkpoint is written.
     """
     _check_train_config(cfg)
@@ -355,32 +333,21 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
     writer = _RunWriter(out_dir, cfg, data, start_epoch, enabled=ctx.is_primary)
     common = {"config": config_to_dict(cfg), "classes": classes, "flow_scale": float(data.flow_scale),
               "prep": data.prep}
-    train_sampler = DistributedSampler(data.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                       seed=train_cfg.seed)
-    # Validation: every process takes every world_size-th clip, no padding, so the sums are exact.
-    validation = Subset(data.validation, range(ctx.rank, len(data.validation), ctx.world_size))
-    workers = cfg.data.num_workers
+    loaders = _loaders(cfg, data, ctx)
     try:
         for epoch in range(start_epoch, train_cfg.epochs):
             started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = scheduler.lr
-            train_sampler.set_epoch(epoch)
-            for dataset in (data.train, data.validation):
-                if hasattr(dataset, "set_epoch"):
-                    dataset.set_epoch(epoch)
+            for loader in loaders:
+                loader.sampler.set_epoch(epoch)
             label = f"epoch {epoch + 1}/{train_cfg.epochs}"
-            # The incomplete last batch is dropped (a batch of one breaks batch norm), unless it is the only one.
-            drop_last = len(train_sampler) >= train_cfg.batch_size
             train_result = run_epoch(
-                model, _loader(data.train, train_cfg.batch_size, workers, train_cfg.seed, epoch, train_sampler,
-                               ctx.device, drop_last),
-                ctx, precision=precision, optimizer=optimizer, scaler=scaler,
+                model, loaders[0], ctx, precision=precision, optimizer=optimizer, scaler=scaler,
                 clip_grad_norm=train_cfg.clip_grad_norm, label_smoothing=train_cfg.label_smoothing,
                 channels_last=train_cfg.channels_last, description=f"{label} train", progress=progress)
             val_result = run_epoch(
-                model, _loader(validation, train_cfg.batch_size, workers, train_cfg.seed, epoch, None, ctx.device),
-                ctx, precision=precision, channels_last=train_cfg.channels_last,
+                model, loaders[1], ctx, precision=precision, channels_last=train_cfg.channels_last,
                 description=f"{label} validation", progress=progress)
             if not math.isfinite(train_result.loss):
                 raise ValueError(f"training diverged: the loss is {train_result.loss} at epoch {epoch + 1}; "
@@ -412,13 +379,25 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                 scaler=scaler.state_dict(), rng=rng, best_accuracy=best_accuracy,
                                 best_epoch=best_epoch)
-                tqdm.write(_summary_line(row, train_cfg.epochs))
+                logger.info("%s", _summary_line(row, train_cfg.epochs))
             barrier(ctx)
             if on_epoch_end is not None:
                 on_epoch_end(row)
     finally:
         writer.close()
     return out_dir
+
+
+def _loaders(cfg: Config, data: TrainData, ctx: DistributedContext) -> tuple[DataLoader, DataLoader]:
+    """The training loader (shuffled per epoch, sharded across ranks) and the validation loader (in order, each
+    rank every world_size-th clip without padding, so the sums over ranks count each clip once)."""
+    batch, workers, seed = cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed
+    shard_length = -(-len(data.train) // ctx.world_size)
+    options = {"num_workers": workers, "seed": seed, "distributed": ctx.enabled, "pin_memory": ctx.device.type == "cuda"}
+    # The incomplete last batch is dropped (a batch of one breaks batch norm), unless it is the only one.
+    train = build_dataloader(data.train, batch, shuffle=True, drop_last=shard_length >= batch, **options)
+    validation = build_dataloader(data.validation, batch, shuffle=False, pad=False, **options)
+    return train, validation
 
 
 def _gather_rng(ctx: DistributedContext) -> list[dict[str, Any]]:
@@ -445,8 +424,6 @@ def train(cfg: Config, store: Any, out_dir: str | Path, resume: bool = False, *,
 
     ``model.num_classes`` is set to the store's number of classes.
     """
-    from tstcnn.prep.store import Store
-
     store = store if isinstance(store, Store) else Store(store)
     cfg = override(cfg, "model", num_classes=len(store.classes))
     return fit(cfg, train_data_from_store(cfg, store), out_dir, resume=resume, device=device, progress=progress,

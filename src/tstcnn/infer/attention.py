@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
-from tstcnn.infer.predict import ClipReader
-from tstcnn.infer.windows import clip_window_starts
+from tstcnn.data import WindowClips, centred_start
+from tstcnn.infer.predict import run_reader
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.prep.store import Store, VideoEntry
+from tstcnn.progress import progress as progress_bar
+from tstcnn.viz.attention import MaskStatistics, collect_masks, save_attention_animation, save_attention_grid
 
 __all__ = ["clip_starts", "visualize_attention"]
 
@@ -28,8 +30,8 @@ __all__ = ["clip_starts", "visualize_attention"]
 def clip_starts(entry: VideoEntry, length: int) -> list[int]:
     """Window starts of a stored video: one centred on each stroke of an annotated video, else the centred one."""
     if entry.actions:
-        return [(a.begin + min(a.end, entry.frames) - length) // 2 for a in entry.actions]
-    return [int(clip_window_starts(entry.frames, length, 1)[0])]
+        return [centred_start(a.begin, min(a.end, entry.frames), length) for a in entry.actions]
+    return [centred_start(0, entry.frames, length)]
 
 
 def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_dir: str | Path,
@@ -39,34 +41,31 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
 
     Raises ``ValueError`` for a model without attention blocks or an export (masks need the PyTorch model).
     """
-    from tqdm import tqdm
-
-    from tstcnn.viz.attention import MaskStatistics, collect_masks, save_attention_animation, save_attention_grid
-
     if not isinstance(run.model, torch.nn.Module) or not hasattr(run.model, "attention_masks"):
         raise ValueError("attention maps need a run's PyTorch checkpoint with attention blocks, not an export")
     if not video_ids:
         raise ValueError("no clips given")
-    reader = ClipReader(store, run)
-    display = ClipReader(store, run, modality="rgb")
-    length = reader.size[0]
+    reader = run_reader(store, run)
+    display = run_reader(store, run, modality="rgb")
+    length = reader.clip_size[0]
     device = next(run.model.parameters()).device
     statistics = MaskStatistics()
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     windows = 0
-    for video_id in tqdm(video_ids, desc="attention", unit="clip", disable=not progress):
+    for video_id in progress_bar(video_ids, desc="attention", unit="clip", enabled=progress):
         entry = store.entry(video_id)
-        reader.check(entry)
-        for start in clip_starts(entry, length):
-            inputs = {k: v[None].to(device) for k, v in reader.window(video_id, start).items()}
+        starts = clip_starts(entry, length)
+        windows_of_clip, display_windows = WindowClips(reader, video_id, starts), WindowClips(display, video_id, starts)
+        for index, start in enumerate(starts):
+            inputs = {k: v[None].to(device) for k, v in windows_of_clip[index][0].items()}
             masks = collect_masks(run.model, **inputs)
             if not masks:
                 raise ValueError(f"{run.path}: the model ({run.config.model.block} blocks) has no attention masks")
             statistics.update(masks)
             windows += 1
             if windows == 1:  # the figures show the first window
-                rgb = display.window(video_id, start)["rgb"]
+                rgb = display_windows[index][0]["rgb"]
                 first = {name: mask[0] for name, mask in masks.items()}
                 title = f"{video_id}: frames {max(start, 0)}–{min(start + length, entry.frames) - 1}"
                 paths["grid"] = save_attention_grid(out_dir / "attention_grid.png", rgb, first, time_steps, title)

@@ -28,13 +28,16 @@ from typing import Any
 import numpy as np
 
 from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
-from tstcnn.infer.predict import ClipReader, prepared_store, source_items, window_probabilities
+from tstcnn.data import ClipReader
+from tstcnn.infer.predict import prepared_store, run_reader, source_items, window_probabilities
 from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.segments import frames_to_segments
 from tstcnn.infer.windows import spread_to_frames, window_centres, window_starts
 from tstcnn.io.atomic import atomic_path, atomic_write_text
 from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
 from tstcnn.prep.store import Store, VideoEntry
+from tstcnn.progress import progress as progress_bar
+from tstcnn.viz.timeline import plot_timeline
 
 __all__ = ["DetectOptions", "VideoDetection", "detect_entry", "write_detection", "detect_store", "detect_videos"]
 
@@ -90,7 +93,7 @@ def detect_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: Detec
                  progress: Any = None) -> VideoDetection:
     """Slide the network over one stored video and return its strokes (``options`` resolved)."""
     reader.check(entry)
-    length = reader.size[0]
+    length = reader.clip_size[0]
     began = time.perf_counter()
     starts = window_starts(entry.frames, length, options.stride)
     probs = window_probabilities(run, reader, entry.id, starts, options.batch_size, progress)
@@ -105,8 +108,6 @@ def detect_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: Detec
 def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, truth: Sequence[Action] | None,
                     threshold: float) -> dict[str, Path]:
     """Write ``<id>.xml``, ``<id>_timeline.png`` and ``<id>_frames.npz`` into ``out_dir``."""
-    from tstcnn.viz.timeline import plot_timeline
-
     out_dir = Path(out_dir)
     video = detection.video_id
     paths = {"xml": out_dir / f"{video}.xml", "timeline": out_dir / f"{video}_timeline.png",
@@ -151,19 +152,17 @@ def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOpt
     Writes one XML, timeline and npz per video and ``detection.json`` (settings, speed, problems, and the
     MediaEval scores over the videos whose truth is known). A video that fails is reported; the others go on.
     """
-    from tqdm import tqdm
-
     entries = store.videos(split)
     if not entries:
         raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
     _negative_index(run)
-    reader = ClipReader(store, run)
-    length = reader.size[0]
+    reader = run_reader(store, run)
+    length = reader.clip_size[0]
     options = options.resolve(length)
     truth = dict(truth) if truth is not None else {e.id: list(e.actions) for e in entries if e.actions}
     total = sum(len(window_starts(e.frames, length, options.stride)) for e in entries)
     detections, problems = [], []
-    with tqdm(total=total, desc="detect", unit="window", disable=not progress) as bar:
+    with progress_bar(total=total, desc="detect", unit="window", enabled=progress) as bar:
         for entry in entries:
             try:
                 detection = detect_entry(run, reader, entry, options, bar)

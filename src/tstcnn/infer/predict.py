@@ -1,7 +1,7 @@
 """Classify trimmed clips with a trained model, from raw videos or from a prepared store.
 
-Clips are read exactly as the run's validation clips were (:class:`tstcnn.data.StrokeClips` without
-augmentation: the ROI-centred crop, flow divided by the run's own ``flow_scale``). Raw videos are first
+Clips are read exactly as the run's validation clips were (the same :class:`tstcnn.data.ClipReader` and
+loader: the ROI-centred crop, the same centring of short clips, flow divided by the run's own ``flow_scale``). Raw videos are first
 prepared with the run's own preparation settings (width, flow method, ROI smoothing) into a temporary store,
 one video at a time, streaming (long videos never sit in memory whole). A clip longer than the network's
 window is classified from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
@@ -24,14 +24,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from tstcnn.data import ClipReader, WindowClips, build_dataloader
 from tstcnn.infer.aggregate import CLIP_AGGREGATIONS, aggregate_windows
-from tstcnn.infer.windows import clip_window_starts, window_centres, window_indices
+from tstcnn.infer.export import load_export
+from tstcnn.infer.windows import clip_window_starts, window_centres
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.layouts import VIDEO_EXTENSIONS, SourceItem
 from tstcnn.io.mediaeval import write_submission
-from tstcnn.prep.store import Store, VideoEntry
+from tstcnn.prep.prepare import prepare_video
+from tstcnn.prep.store import Store, VideoEntry, finalize_store
+from tstcnn.progress import progress as progress_bar
+from tstcnn.runtime.checkpoint import load_run
+from tstcnn.runtime.inference import predict_batches
+from tstcnn.runtime.performance import compile_for_inference, inference_options, resolve_precision
 
-__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "ClipReader",
+__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "run_reader",
            "window_probabilities", "classify_entry", "source_items", "prepared_store", "predict_store",
            "predict_videos", "write_predictions"]
 
@@ -76,12 +83,7 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
     """
     path = Path(path)
     if path.suffix in EXPORT_SUFFIXES:
-        from tstcnn.infer.export import load_export
-
         return load_export(path)
-    from tstcnn.runtime.checkpoint import load_run
-    from tstcnn.runtime.performance import compile_for_inference, inference_options, resolve_precision
-
     run = load_run(path, which, device)
     if precision == "auto":
         settings = inference_options(device)
@@ -101,54 +103,25 @@ def _device(run: Any) -> torch.device:
     return next(parameters()).device
 
 
-class ClipReader:
-    """Model inputs for windows of a store's videos, read as the run's validation clips were.
-
-    ``modality`` overrides which inputs are read (the run's model modality by default).
-    """
-
-    def __init__(self, store: Store, run: Any, modality: str | None = None) -> None:
-        from tstcnn.data import StrokeClips
-        from tstcnn.data.functional import AffineParams
-
-        store.flow_scale = run.flow_scale  # the normalisation the model was trained with, whatever the store's
-        model_cfg = run.config.model
-        self.store, self.size = store, tuple(model_cfg.input_size)
-        self.identity = AffineParams()
-        self.dataset = StrokeClips(store, "inference", modality or model_cfg.modality, self.size, augment=False,
-                                   data=run.config.data, classes=run.classes)
-
-    def check(self, entry: VideoEntry) -> None:
-        _, height, width = self.size
-        if height + height % 2 > entry.height or width + width % 2 > entry.width:
-            raise ValueError(f"video {entry.id!r}: {entry.width}x{entry.height} frames are smaller than the "
-                             f"model's {width}x{height} crop")
-
-    def window(self, video_id: str, start: int) -> dict[str, torch.Tensor]:
-        frames = self.store.entry(video_id).frames
-        return self.dataset.read(video_id, window_indices(start, self.size[0], frames), self.identity)
+def run_reader(store: Store, run: Any, modality: str | None = None) -> ClipReader:
+    """The reader of a run's model inputs from ``store``: the run's clip size and its own flow scale (the
+    normalisation the model was trained with, whatever the store's). ``modality`` overrides which inputs."""
+    model_cfg = run.config.model
+    return ClipReader(store, modality or model_cfg.modality, tuple(model_cfg.input_size), flow_scale=run.flow_scale)
 
 
 def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Sequence[int],
                          batch_size: int, progress: Any = None) -> np.ndarray:
-    """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, in batches, with the
-    run's inference precision and memory format. A compiled model gets full batches only (the last one
-    padded with copies of its last window), so that it compiles one graph."""
-    from tstcnn.runtime.performance import autocast, prepare_inputs
-
-    device = _device(run)
-    precision, channels_last = getattr(run, "precision", "fp32"), getattr(run, "channels_last", False)
-    rows = []
-    for first in range(0, len(starts), batch_size):
-        windows = [reader.window(video_id, int(s)) for s in starts[first:first + batch_size]]
-        padding = batch_size - len(windows) if getattr(run, "compiled", False) else 0
-        windows += windows[-1:] * padding
-        batch = prepare_inputs({k: torch.stack([w[k] for w in windows]) for k in windows[0]}, device, channels_last)
-        with torch.inference_mode(), autocast(precision, device):
-            rows.append(run.model(**batch).float().softmax(1).cpu().numpy()[:len(windows) - padding])
-        if progress is not None:
-            progress.update(len(windows) - padding)
-    return np.concatenate(rows).astype(np.float64)
+    """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, batched by the package's
+    loader, with the run's inference precision and memory format. A compiled model gets full batches only (the
+    last one padded with copies of its last window), so that it compiles one graph."""
+    loader = build_dataloader(WindowClips(reader, video_id, starts), batch_size, shuffle=False)
+    _, probabilities = predict_batches(run.model, loader, device=_device(run),
+                                       precision=getattr(run, "precision", "fp32"),
+                                       channels_last=getattr(run, "channels_last", False),
+                                       pad_to=batch_size if getattr(run, "compiled", False) else None,
+                                       progress=progress)
+    return probabilities.astype(np.float64)
 
 
 def _clip_name(entry: VideoEntry) -> str:
@@ -159,7 +132,7 @@ def _clip_name(entry: VideoEntry) -> str:
 def classify_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: PredictOptions) -> ClipPrediction:
     """Classify one stored clip with test-time aggregation over its windows."""
     reader.check(entry)
-    length = reader.size[0]
+    length = reader.clip_size[0]
     count = 1 if options.aggregation == "centre" else options.windows
     starts = clip_window_starts(entry.frames, length, count)
     probs = window_probabilities(run, reader, entry.id, starts, options.batch_size)
@@ -195,14 +168,9 @@ def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path |
     Yields ``(store, problems)``: the store of the videos that could be prepared (None when none could) and
     one message per video that could not (unreadable, no frames…), so the others still go on.
     """
-    from tqdm import tqdm
-
-    from tstcnn.prep.prepare import prepare_video
-    from tstcnn.prep.store import finalize_store
-
     with tempfile.TemporaryDirectory(prefix="tstcnn-prepared-", dir=work_dir) as root:
         problems, done = [], []
-        for item in tqdm(items, desc="prepare", unit="video", disable=not progress or len(items) < 2):
+        for item in progress_bar(items, desc="prepare", unit="video", enabled=progress and len(items) > 1):
             result = prepare_video(item, root, run.prep)
             if result.ok:
                 done.append(item.id)
@@ -218,14 +186,12 @@ def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path |
 def predict_store(run: Any, store: Store, options: PredictOptions, split: str | None = None,
                   progress: bool = False) -> tuple[list[ClipPrediction], list[str]]:
     """Classify every clip of a store (or of one split); a clip that fails is reported, the others go on."""
-    from tqdm import tqdm
-
     entries = store.videos(split)
     if not entries:
         raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
-    reader = ClipReader(store, run)
+    reader = run_reader(store, run)
     predictions, problems = [], []
-    for entry in tqdm(entries, desc="classify", unit="clip", disable=not progress):
+    for entry in progress_bar(entries, desc="classify", unit="clip", enabled=progress):
         try:
             predictions.append(classify_entry(run, reader, entry, options))
         except (ValueError, OSError) as exc:

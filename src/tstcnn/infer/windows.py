@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tstcnn.data.sampling import centred_start, window_indices
+
 __all__ = ["window_starts", "clip_window_starts", "window_indices", "window_centres", "spread_to_frames"]
 
 
@@ -29,7 +31,7 @@ def window_starts(num_frames: int, size: int, stride: int) -> np.ndarray:
     """
     _check(num_frames, size, stride)
     if num_frames <= size:
-        return np.array([(num_frames - size) // 2], dtype=np.int64)
+        return np.array([centred_start(0, num_frames, size)], dtype=np.int64)
     last = num_frames - size
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     return starts if starts[-1] == last else np.append(starts, last)
@@ -38,20 +40,15 @@ def window_starts(num_frames: int, size: int, stride: int) -> np.ndarray:
 def clip_window_starts(num_frames: int, size: int, count: int) -> np.ndarray:
     """Starts of ``count`` evenly spaced windows over a trimmed clip, for test-time aggregation.
 
-    ``count == 1`` or a clip no longer than a window gives the single centred window.
+    ``count == 1`` or a clip no longer than a window gives the single centred window, the one evaluation reads
+    (:func:`~tstcnn.data.sampling.centred_start`).
     """
     _check(num_frames, size)
     if count < 1:
         raise ValueError(f"the number of windows must be positive, got {count}")
     if count == 1 or num_frames <= size:
-        return np.array([(num_frames - size) // 2], dtype=np.int64)
+        return np.array([centred_start(0, num_frames, size)], dtype=np.int64)
     return np.unique(np.linspace(0, num_frames - size, count).round().astype(np.int64))
-
-
-def window_indices(start: int, size: int, num_frames: int) -> np.ndarray:
-    """The video frames a window reads: ``start … start + size - 1`` clipped into ``[0, num_frames)``."""
-    _check(num_frames, size)
-    return np.clip(np.arange(start, start + size), 0, num_frames - 1)
 
 
 def window_centres(starts: np.ndarray, size: int) -> np.ndarray:
