@@ -1,6 +1,7 @@
 """The training loop on tiny in-memory clips: it learns, resumes exactly, reloads the best state, writes its run."""
 
 import json
+import os
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from tstcnn.config import override
 from tstcnn.runtime.checkpoint import load_checkpoint, load_run
 from tstcnn.engine.distributed import DistributedContext
 from tstcnn.engine.trainer import fit, read_metrics, run_epoch
+from tstcnn.io.locks import folder_lock
 from tstcnn.models import build_model_from_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,3 +183,13 @@ def test_label_smoothing_changes_the_training_loss_only(tmp_path):
     assert training.loss == pytest.approx(smoothed, rel=1e-5)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         fit(tiny_config(label_smoothing=1.0), data, tmp_path / "run", progress=False)
+
+
+def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path):
+    run = tmp_path / "run"
+    with folder_lock(run, "tstcnn train"):
+        with pytest.raises(ValueError, match=rf"in use by `tstcnn train` \(pid {os.getpid()}\)"):
+            fit(tiny_config(epochs=1), tiny_data(), run, progress=False)
+    assert not (run / "metrics.jsonl").exists()  # the refused run wrote nothing
+    fit(tiny_config(epochs=1), tiny_data(), run, progress=False)  # free again once the first is done
+    assert len(read_metrics(run / "metrics.jsonl")) == 1

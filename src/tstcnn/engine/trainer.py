@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tstcnn.config import Config, config_to_dict, override
-from tstcnn.data import StrokeClips, build_dataloader
+from tstcnn.data import StrokeClips, build_dataloader, rank_and_world
 from tstcnn.engine.distributed import (
     DistributedContext,
     all_reduce_sums,
@@ -47,6 +47,7 @@ from tstcnn.engine.distributed import (
 )
 from tstcnn.engine.scheduler import EpochScheduler, build_scheduler
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.locks import folder_lock
 from tstcnn.models import build_model_from_config
 from tstcnn.prep.store import Store
 from tstcnn.progress import progress as progress_bar
@@ -291,12 +292,15 @@ def fit(cfg: Config, data: TrainData, out_dir: str | Path, *, resume: bool = Fal
         raise ValueError(f"the data has {len(data.classes)} classes but model.num_classes is {cfg.model.num_classes}")
     if not resume and last_path.exists():
         raise ValueError(f"{out_dir}: already holds a run; pass --resume to continue it, or choose another --out")
-    ctx = init_distributed(device)
-    try:
-        return _fit(cfg, data, out_dir, ctx, resume=resume and last_path.exists(), progress=progress,
-                    on_epoch_end=on_epoch_end)
-    finally:
-        shutdown_distributed(ctx)
+    # One writer per run folder: a second command into it is refused, naming the first (rank 0 writes alone).
+    lock = folder_lock(out_dir, "tstcnn train") if rank_and_world()[0] == 0 else contextlib.nullcontext()
+    with lock:
+        ctx = init_distributed(device)
+        try:
+            return _fit(cfg, data, out_dir, ctx, resume=resume and last_path.exists(), progress=progress,
+                        on_epoch_end=on_epoch_end)
+        finally:
+            shutdown_distributed(ctx)
 
 
 def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *, resume: bool, progress: bool,
