@@ -68,7 +68,7 @@ def test_evaluate_and_predict_give_the_same_class_for_every_clip(store, tmp_path
     for segment, prediction in zip(dataset.segments, sorted(predictions, key=lambda p: p.name)):
         # The same frames: the evaluation clip and the prediction window read identical inputs.
         start = int(clip_window_starts(segment.end - segment.begin, CLIP[0], 1)[0])
-        window, _ = WindowClips(reader, segment.video_id, [start])[0]
+        window, _ = WindowClips.of_video(reader, segment.video_id, [start])[0]
         clip, _ = dataset[dataset.segments.index(segment)]
         for key in ("rgb", "flow"):
             torch.testing.assert_close(window[key], clip[key], rtol=0, atol=0)

@@ -100,7 +100,7 @@ def test_raw_videos_are_prepared_with_the_runs_settings_and_normalisation(worksp
         own_scale = store.flow_scale
         reader = run_reader(store, run)
         assert reader.flow_scale == run.flow_scale == 2.0 and store.flow_scale == own_scale  # the store is not changed
-        window = WindowClips(reader, "short", [-2])[0][0]   # a 5-frame video in an 8-frame window: edge frames repeat
+        window = WindowClips.of_video(reader, "short", [-2])[0][0]   # a 5-frame video in an 8-frame window: edge frames repeat
         assert window["rgb"].shape == (3, *INPUT) and window["flow"].shape == (2, *INPUT)
         assert torch.equal(window["rgb"][:, 0], window["rgb"][:, 2]) and torch.equal(window["rgb"][:, 6],
                                                                                       window["rgb"][:, 7])
@@ -225,10 +225,11 @@ def test_compile_without_a_cpp_compiler_is_a_one_line_error(workspace, tmp_path,
     assert len(err) == 1 and err[0].startswith("tstcnn predict: error: torch.compile on a CPU needs a C++ compiler")
 
 
-def test_quiet_predict_and_detect_draw_no_progress_bars(workspace, tmp_path, capsys):
+def test_progress_is_log_lines_off_a_terminal_and_nothing_when_quiet(workspace, tmp_path, capsys):
     _, run_dir, videos = workspace
     assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "a")]) == 0
-    assert "classify" in capsys.readouterr().err
+    err = capsys.readouterr().err  # captured output is not a terminal: log lines, never a redrawn bar
+    assert "classify: 1/1 window (100%)" in err and "\r" not in err
     assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert main(["detect", str(run_dir), str(videos / "long.mp4"), "--out", str(tmp_path / "d"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""

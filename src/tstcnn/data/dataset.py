@@ -126,21 +126,30 @@ class StrokeClips(Dataset):
 
 
 class WindowClips(Dataset):
-    """Windows of ``T`` frames starting at ``starts`` in video ``video_id``, the plain ROI crop (inference).
+    """Windows of ``T`` frames, one per ``(video_id, start)`` of ``windows``, the plain ROI crop (inference).
 
-    A window reads frames ``start … start + T - 1`` clipped into the video, so windows that hang over an end
+    A window reads frames ``start … start + T - 1`` clipped into its video, so windows that hang over an end
     repeat the edge frame, as a short clip is padded in training. Items are ``(inputs, window index)``.
     """
 
-    def __init__(self, reader: ClipReader, video_id: str, starts: Sequence[int]) -> None:
-        self.reader, self.video_id = reader, video_id
-        self.entry = reader.store.entry(video_id)
-        reader.check(self.entry)
-        self.starts = [int(s) for s in starts]
+    def __init__(self, reader: ClipReader, windows: Sequence[tuple[str, int]]) -> None:
+        self.reader = reader
+        self.windows = [(str(video_id), int(start)) for video_id, start in windows]
+        self.frames = {}
+        for video_id, _ in self.windows:
+            if video_id not in self.frames:
+                entry = reader.store.entry(video_id)
+                reader.check(entry)
+                self.frames[video_id] = entry.frames
         self.inputs, self.clip_size = reader.inputs, reader.clip_size
 
+    @classmethod
+    def of_video(cls, reader: ClipReader, video_id: str, starts: Sequence[int]) -> WindowClips:
+        """The windows of one video starting at ``starts``."""
+        return cls(reader, [(video_id, int(s)) for s in starts])
+
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.windows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[str, torch.Tensor], int]:
         return self.load(key)
@@ -148,5 +157,6 @@ class WindowClips(Dataset):
     def load(self, key: int | tuple[int, int], out: dict[str, np.ndarray] | None = None
              ) -> tuple[dict[str, torch.Tensor], int]:
         index = key[0] if isinstance(key, tuple) else key
-        indices = window_indices(self.starts[index], self.clip_size[0], self.entry.frames)
-        return self.reader.read(self.video_id, indices, F.AffineParams(), out), index
+        video_id, start = self.windows[index]
+        indices = window_indices(start, self.clip_size[0], self.frames[video_id])
+        return self.reader.read(video_id, indices, F.AffineParams(), out), index

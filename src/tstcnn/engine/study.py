@@ -20,8 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tstcnn.config import Config, override
+from tstcnn.data import StrokeClips
+from tstcnn.engine.evaluate import SPLITS, evaluate, evaluate_model, write_confusions, write_results
+from tstcnn.engine.trainer import read_metrics, train
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.models import LateFusion, build_model_from_config, count_parameters
+from tstcnn.prep.store import Store
+from tstcnn.runtime.checkpoint import load_checkpoint, load_run
+from tstcnn.viz.figures import plot_validation_overlay
 
 __all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "study_entries", "epochs_to_fraction", "run_study",
            "study_table"]
@@ -85,14 +94,9 @@ def _entry_config(cfg: Config, entry: StudyEntry) -> Config:
 
 
 def _train_and_evaluate(cfg: Config, store: Any, run_dir: Path, device: Any, progress: bool) -> dict[str, Any]:
-    from tstcnn.engine.evaluate import evaluate
-    from tstcnn.engine.trainer import train
-
     results_path, last_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
     done = results_path.is_file() and last_path.is_file() and results_path.stat().st_mtime >= last_path.stat().st_mtime
     if done:
-        from tstcnn.runtime.checkpoint import load_checkpoint
-
         done = int(load_checkpoint(last_path)["epoch"]) >= cfg.train.epochs
     if not done:
         train(cfg, store, run_dir, resume=True, device=device, progress=progress)
@@ -101,11 +105,6 @@ def _train_and_evaluate(cfg: Config, store: Any, run_dir: Path, device: Any, pro
 
 
 def _fuse(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, device: Any, progress: bool) -> dict[str, Any]:
-    from tstcnn.data import StrokeClips
-    from tstcnn.runtime.checkpoint import load_run
-    from tstcnn.engine.evaluate import SPLITS, evaluate_model, write_confusions, write_results
-    from tstcnn.models import LateFusion
-
     rgb, flow = (load_run(out_dir / name) for name in entry.fuses)
     if rgb.classes != flow.classes:
         raise ValueError(f"{out_dir}: {entry.fuses[0]} and {entry.fuses[1]} were trained on other classes")
@@ -115,7 +114,7 @@ def _fuse(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, device: Any
     reports = {}
     for split in SPLITS:
         dataset = StrokeClips(store, split, "twin", cfg.model.input_size, False, cfg.data, classes=rgb.classes,
-                              seed=cfg.train.seed)
+                              seed=cfg.train.seed, flow_scale=flow.flow_scale)
         if len(dataset):
             reports[split] = evaluate_model(model, dataset, rgb.classes, batch_size=cfg.train.batch_size,
                                             device=device, num_workers=cfg.data.num_workers, progress=progress,
@@ -126,10 +125,6 @@ def _fuse(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, device: Any
 
 
 def _parameters(cfg: Config) -> tuple[int, int]:
-    import torch
-
-    from tstcnn.models import build_model_from_config, count_parameters
-
     with torch.device("meta"):
         model = build_model_from_config(cfg.model)
     return count_parameters(model), count_parameters(model, exclude_fc=False)
@@ -163,10 +158,6 @@ def study_table(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
 def run_study(cfg: Config, store: Any, out_dir: str | Path, *, models: Sequence[str] | None = None,
               device: Any = None, progress: bool = True) -> list[dict[str, Any]]:
     """Train and score the grid (or ``models``) into ``out_dir``; write the table and Figure 6; return the rows."""
-    from tstcnn.engine.trainer import read_metrics
-    from tstcnn.prep.store import Store
-    from tstcnn.viz.figures import plot_validation_overlay
-
     store = store if isinstance(store, Store) else Store(store)
     cfg = override(cfg, "model", num_classes=len(store.classes))
     out_dir = Path(out_dir)

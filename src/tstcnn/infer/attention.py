@@ -56,7 +56,7 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
     for video_id in progress_bar(video_ids, desc="attention", unit="clip", enabled=progress):
         entry = store.entry(video_id)
         starts = clip_starts(entry, length)
-        windows_of_clip, display_windows = WindowClips(reader, video_id, starts), WindowClips(display, video_id, starts)
+        windows_of_clip, display_windows = (WindowClips.of_video(r, video_id, starts) for r in (reader, display))
         for index, start in enumerate(starts):
             inputs = {k: v[None].to(device) for k, v in windows_of_clip[index][0].items()}
             masks = collect_masks(run.model, **inputs)

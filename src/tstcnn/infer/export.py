@@ -29,6 +29,7 @@ from torch import nn
 
 from tstcnn.config import Config, PrepConfig, config_from_dict, config_to_dict
 from tstcnn.io.atomic import atomic_path, atomic_write_text
+from tstcnn.runtime.checkpoint import load_run
 from tstcnn.taxonomy import Taxonomy
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_FORMAT", "EXPORT_VERSION", "INPUT_CHANNELS", "INPUT_RANGES", "input_names",
@@ -204,8 +205,6 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "onnx", which: s
     in another order differ by a few ulps of the largest activations, so an absolute bound on logits of
     magnitude 10³ would fail PyTorch against itself with another convolution back-end).
     """
-    from tstcnn.runtime.checkpoint import load_run
-
     run = load_run(run_dir, which)
     model_cfg = run.config.model
     names = input_names(model_cfg.modality)

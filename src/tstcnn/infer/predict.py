@@ -39,7 +39,7 @@ from tstcnn.runtime.inference import predict_batches
 from tstcnn.runtime.performance import compile_for_inference, inference_options, resolve_precision
 
 __all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "run_reader",
-           "window_probabilities", "classify_entry", "source_items", "prepared_store", "predict_store",
+           "clip_probabilities", "window_probabilities", "classify_entry", "source_items", "prepared_store", "predict_store",
            "predict_videos", "write_predictions"]
 
 EXPORT_SUFFIXES = (".onnx", ".ts", ".json")
@@ -110,12 +110,11 @@ def run_reader(store: Store, run: Any, modality: str | None = None) -> ClipReade
     return ClipReader(store, modality or model_cfg.modality, tuple(model_cfg.input_size), flow_scale=run.flow_scale)
 
 
-def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Sequence[int],
-                         batch_size: int, progress: Any = None) -> np.ndarray:
-    """Softmax output ``(len(starts), classes)`` of the windows starting at ``starts``, batched by the package's
-    loader, with the run's inference precision and memory format. A compiled model gets full batches only (the
-    last one padded with copies of its last window), so that it compiles one graph."""
-    loader = build_dataloader(WindowClips(reader, video_id, starts), batch_size, shuffle=False)
+def clip_probabilities(run: Any, clips: WindowClips, batch_size: int, progress: Any = None) -> np.ndarray:
+    """Softmax output ``(len(clips), classes)`` of inference windows, batched by the package's loader, with the
+    run's inference precision and memory format. A compiled model gets full batches only (the last one padded
+    with copies of its last window), so that it compiles one graph."""
+    loader = build_dataloader(clips, batch_size, shuffle=False)
     _, probabilities = predict_batches(run.model, loader, device=_device(run),
                                        precision=getattr(run, "precision", "fp32"),
                                        channels_last=getattr(run, "channels_last", False),
@@ -124,21 +123,35 @@ def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Se
     return probabilities.astype(np.float64)
 
 
+def window_probabilities(run: Any, reader: ClipReader, video_id: str, starts: Sequence[int],
+                         batch_size: int, progress: Any = None) -> np.ndarray:
+    """:func:`clip_probabilities` of the windows of one video starting at ``starts``."""
+    return clip_probabilities(run, WindowClips.of_video(reader, video_id, starts), batch_size, progress)
+
+
 def _clip_name(entry: VideoEntry) -> str:
     source = entry.extra.get("source")
     return Path(source).name if source else f"{entry.id}.mp4"
+
+
+def _clip_starts(entry: VideoEntry, length: int, options: PredictOptions) -> np.ndarray:
+    return clip_window_starts(entry.frames, length, 1 if options.aggregation == "centre" else options.windows)
+
+
+def _aggregate(run: Any, entry: VideoEntry, starts: np.ndarray, probs: np.ndarray, length: int,
+               options: PredictOptions) -> ClipPrediction:
+    scores = aggregate_windows(probs, options.aggregation, positions=window_centres(starts, length),
+                               centre=(entry.frames - 1) / 2, sigma=options.sigma)
+    return ClipPrediction(_clip_name(entry), run.classes.classes[int(scores.argmax())], scores, len(starts))
 
 
 def classify_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: PredictOptions) -> ClipPrediction:
     """Classify one stored clip with test-time aggregation over its windows."""
     reader.check(entry)
     length = reader.clip_size[0]
-    count = 1 if options.aggregation == "centre" else options.windows
-    starts = clip_window_starts(entry.frames, length, count)
+    starts = _clip_starts(entry, length, options)
     probs = window_probabilities(run, reader, entry.id, starts, options.batch_size)
-    scores = aggregate_windows(probs, options.aggregation, positions=window_centres(starts, length),
-                               centre=(entry.frames - 1) / 2, sigma=options.sigma)
-    return ClipPrediction(_clip_name(entry), run.classes.classes[int(scores.argmax())], scores, len(starts))
+    return _aggregate(run, entry, starts, probs, length, options)
 
 
 def source_items(paths: Sequence[str | Path]) -> tuple[list[SourceItem], list[str]]:
@@ -190,12 +203,26 @@ def predict_store(run: Any, store: Store, options: PredictOptions, split: str | 
     if not entries:
         raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
     reader = run_reader(store, run)
-    predictions, problems = [], []
-    for entry in progress_bar(entries, desc="classify", unit="clip", enabled=progress):
+    length = reader.clip_size[0]
+    problems, accepted, windows = [], [], []
+    for entry in entries:
         try:
-            predictions.append(classify_entry(run, reader, entry, options))
-        except (ValueError, OSError) as exc:
+            reader.check(entry)
+        except ValueError as exc:
             problems.append(str(exc))
+            continue
+        starts = _clip_starts(entry, length, options)
+        accepted.append((entry, starts))
+        windows += [(entry.id, int(s)) for s in starts]
+    if not accepted:
+        return [], problems
+    # The windows of all clips in one loader: full batches, as evaluation reads the same clips.
+    with progress_bar(total=len(windows), desc="classify", unit="window", enabled=progress) as bar:
+        probs = clip_probabilities(run, WindowClips(reader, windows), options.batch_size, bar)
+    predictions, first = [], 0
+    for entry, starts in accepted:
+        predictions.append(_aggregate(run, entry, starts, probs[first:first + len(starts)], length, options))
+        first += len(starts)
     return predictions, problems
 
 

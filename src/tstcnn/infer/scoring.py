@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from tstcnn.io.mediaeval import Action, read_actions, read_submission
+from tstcnn.runtime.metrics import classification_report
 
 __all__ = ["IOU_THRESHOLDS", "SubmissionError", "interval_iou", "actions_to_mask", "match_strokes", "map_2021",
            "map_2022", "DetectionScores", "validate_detection", "score_detection", "read_detection_dir",
@@ -214,8 +215,6 @@ def score_classification(submission: Mapping[str, str], truth: Mapping[str, str]
 
     ``taxonomy`` is a :class:`~tstcnn.taxonomy.Taxonomy`; raises :class:`SubmissionError` on a mismatch.
     """
-    from tstcnn.runtime.metrics import classification_report
-
     problems = validate_classification(submission, truth, taxonomy.classes)
     if problems:
         raise SubmissionError(problems)

@@ -25,6 +25,7 @@ from torch import nn
 
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_from_dict
 from tstcnn.io.atomic import atomic_path
+from tstcnn.models import build_model_from_config
 from tstcnn.taxonomy import Taxonomy
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LoadedRun", "save_checkpoint", "load_checkpoint",
@@ -119,8 +120,6 @@ def check_compatible(checkpoint: dict[str, Any], path: str | Path, *, model_conf
 
 def build_model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> nn.Module:
     """The model the checkpoint's config describes, with its weights (strict), on the CPU in eval mode."""
-    from tstcnn.models import build_model_from_config
-
     cfg = config_from_dict(checkpoint["config"])
     model = build_model_from_config(cfg.model)
     try:

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tstcnn.viz.figures import save_figure
 
 from tstcnn.io.atomic import atomic_path
 
@@ -94,13 +97,6 @@ def save_attention_grid(path: str | Path, rgb: torch.Tensor, masks: dict[str, to
         masks: one clip's masks ``{name: (C, t, h, w)}`` (e.g. ``collect_masks(...)[name][0]``).
         time_steps: frame indices to show (default: five evenly spaced).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tstcnn.viz.figures import save_figure
-
     num_frames = rgb.shape[1]
     steps = list(time_steps) if time_steps is not None else np.linspace(0, num_frames - 1, 5).round().astype(int)
     bad = [t for t in steps if not 0 <= t < num_frames]

@@ -9,14 +9,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from tstcnn.io.atomic import atomic_path  # noqa: E402
+from tstcnn.io.atomic import atomic_path
+from tstcnn.runtime.metrics import normalize_rows
 
 __all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "save_figure"]
 
@@ -60,8 +58,6 @@ def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
                    title: str = "") -> Path:
     """Confusion matrix normalised per true class (rows), with the raw counts written in the cells."""
-    from tstcnn.runtime.metrics import normalize_rows
-
     counts = np.asarray(cm, dtype=np.int64)
     normalized = normalize_rows(counts)
     size = max(4.0, 0.42 * len(names) + 2.5)

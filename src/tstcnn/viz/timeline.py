@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from tstcnn.io.mediaeval import Action
+from tstcnn.viz.figures import save_figure
 
 __all__ = ["plot_timeline"]
 
@@ -39,13 +41,6 @@ def plot_timeline(path: str | Path, frame_probs: np.ndarray, classes: Sequence[s
         fps: frames per second; the time axis is in seconds when given, in frames otherwise.
         threshold: the stroke-probability threshold used, drawn as a line.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tstcnn.viz.figures import save_figure
-
     frame_probs = np.asarray(frame_probs)
     scale = 1.0 / fps if fps else 1.0
     time = np.arange(len(frame_probs)) * scale
