@@ -25,7 +25,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from tstcnn.config import parse_size
+from tstcnn.models import build_model
+from tstcnn.models.reference import reference_from_model
+from tstcnn.progress import progress as progress_bar
+from tstcnn.runtime.performance import (apply_performance_options, autocast, prepare_inputs,
+                                        step_large_parameters_in_backward)
 
 __all__ = ["Case", "CASES", "run_benchmark", "main", "count_flops", "matmul_peak"]
 
@@ -72,19 +80,12 @@ FAST_INFER_CASES = ("bf16-cl-compile", "bf16-cl")
 
 
 def _build(modality: str, block: str, size: Sequence[int], case: Case):
-    import torch
-
-    from tstcnn.models import build_model
-    from tstcnn.models.reference import reference_from_model
-
     torch.manual_seed(0)
     model = build_model(modality, block, input_size=size)
     return reference_from_model(model) if case.reference else model
 
 
 def _inputs(modality: str, size: Sequence[int], batch_size: int, device: str = "cpu"):
-    import torch
-
     g = torch.Generator().manual_seed(1)
     inputs = {}
     if modality in ("rgb", "twin"):
@@ -96,11 +97,6 @@ def _inputs(modality: str, size: Sequence[int], batch_size: int, device: str = "
 
 def _worker(spec: dict) -> dict:
     """Run one case in this process: ``warmup`` then ``steps`` timed training steps or inference passes."""
-    import torch
-
-    from tstcnn.runtime.performance import (apply_performance_options, autocast, prepare_inputs,
-                                          step_large_parameters_in_backward)
-
     torch.set_num_threads(spec["threads"])
     case = Case(**spec["case"])
     size, batch_size, train = tuple(spec["size"]), spec["batch_size"], spec["mode"] == "train"
@@ -143,11 +139,6 @@ def _worker(spec: dict) -> dict:
 
 def count_flops(modality: str, block: str, size: Sequence[int], batch_size: int) -> dict[str, float]:
     """FLOPs of one training step (forward + backward) and one inference pass, counted on the meta device."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from tstcnn.models import build_model
-
     with torch.device("meta"):
         model = build_model(modality, block, input_size=size)
         inputs = _inputs(modality, size, batch_size, "meta")
@@ -164,8 +155,6 @@ def count_flops(modality: str, block: str, size: Sequence[int], batch_size: int)
 
 def matmul_peak(threads: int, n: int = 4096, repeats: int = 5) -> dict[str, float]:
     """Best GFLOP/s of an ``n×n`` matrix product in fp32 and bf16 with ``threads`` threads."""
-    import torch
-
     torch.set_num_threads(threads)
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -205,9 +194,7 @@ def run_benchmark(modality: str = "twin", block: str = "attention", size: Sequen
     peaks = matmul_peak(threads)
     jobs = [(name, "train") for name in train_cases] + [(name, "infer") for name in infer_cases]
     results = []
-    from tqdm import tqdm
-
-    for name, mode in tqdm(jobs, desc="bench", unit="case", disable=not progress):
+    for name, mode in progress_bar(jobs, desc="bench", unit="case", enabled=progress):
         spec = {"case": asdict(CASES[name]), "mode": mode, "modality": modality, "block": block, "size": list(size),
                 "batch_size": batch_size, "threads": threads, "steps": steps, "warmup": warmup}
         result = _run_subprocess(spec)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from tstcnn.models import LateFusion, build_model_from_config, count_parameters
 from tstcnn.prep.store import Store
 from tstcnn.runtime.checkpoint import load_checkpoint, load_run
 from tstcnn.viz.figures import plot_validation_overlay
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "study_entries", "epochs_to_fraction", "run_study",
            "study_table"]
@@ -166,7 +169,7 @@ def run_study(cfg: Config, store: Any, out_dir: str | Path, *, models: Sequence[
     for entry in study_entries(models):
         entry_cfg = _entry_config(cfg, entry)
         if progress:
-            print(f"== {entry.label} ({out_dir / entry.name})")
+            logger.info("== %s (%s)", entry.label, out_dir / entry.name)
         if entry.fuses:
             results, metrics = _fuse(cfg, store, out_dir, entry, device, progress), []
             parameters = (None, None)

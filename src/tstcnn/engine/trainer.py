@@ -23,7 +23,6 @@ import logging
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -218,7 +217,7 @@ class _RunWriter:
 
             self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_epoch + 1)
         except ImportError:  # tensorboard is a dependency, but a trimmed install should still train
-            warnings.warn("tensorboard is not installed; metrics go to metrics.jsonl only", stacklevel=2)
+            logger.warning("tensorboard is not installed; metrics go to metrics.jsonl only")
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -314,8 +313,7 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
                                 fused=ctx.device.type in ("cpu", "cuda"))  # one kernel, no copies of the FC grads
     if train_cfg.step_in_backward:
         if ctx.enabled:
-            warnings.warn("step_in_backward is off under DistributedDataParallel (gradients are averaged after it)",
-                          stacklevel=2)
+            logger.warning("step_in_backward is off under DistributedDataParallel (gradients are averaged after it)")
         else:
             step_large_parameters_in_backward(optimizer)
     scheduler: EpochScheduler = build_scheduler(train_cfg)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import warnings
+import logging
 from collections.abc import Mapping
 from functools import partial
 
@@ -33,6 +33,7 @@ __all__ = ["PRECISIONS", "resolve_precision", "autocast", "apply_performance_opt
            "autocast_dtype", "bf16_is_fast", "inference_options", "compile_for_inference", "FrozenCompiled",
            "step_large_parameters_in_backward", "return_freed_memory_to_os"]
 
+logger = logging.getLogger(__name__)
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
@@ -80,8 +81,7 @@ def apply_performance_options(model: nn.Module, train_cfg: object, device: torch
     if getattr(train_cfg, "checkpoint_attention", False):
         set_checkpointing = getattr(model, "set_grad_checkpointing", None)
         if set_checkpointing is None:
-            warnings.warn(f"{type(model).__name__} cannot checkpoint its attention blocks; option ignored",
-                          stacklevel=2)
+            logger.warning("%s cannot checkpoint its attention blocks; option ignored", type(model).__name__)
         else:
             set_checkpointing(True)
     if getattr(train_cfg, "channels_last", False):

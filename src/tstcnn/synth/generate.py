@@ -25,11 +25,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.mediaeval import write_actions, write_submission
 from tstcnn.io.video import VideoWriter
+from tstcnn.progress import progress as progress_bar
 from tstcnn.synth.render import check_size, clip_rng, iter_video, plan_video
 from tstcnn.taxonomy import NEGATIVE, TTSTROKE21_CLASSES
 
@@ -223,7 +223,7 @@ def generate_dataset(out: str | Path, layout: str = "classification", per_class:
     jobs = plan_jobs(spec)
     todo = [job for job in jobs if not _complete(out, job)]
     frames = 0
-    bar = tqdm(total=len(todo), desc="synth", unit="video", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="synth", unit="video", enabled=progress)
     try:
         if workers == 1:
             for job in todo:
