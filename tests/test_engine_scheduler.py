@@ -23,7 +23,7 @@ def _run(scheduler, losses, accuracies=None):
 
 def test_paper_defaults_come_from_the_config():
     scheduler = build_scheduler(TrainConfig(scheduler="paper"))
-    assert isinstance(scheduler, PaperReScheduler)
+    assert type(scheduler) is PaperReScheduler  # not another scheduler with the same attributes
     assert (scheduler.lr, scheduler.recent_window, scheduler.previous_window, scheduler.patience) == (0.01, 25, 35, 50)
     assert (scheduler.lr_factor, scheduler.lr_min, scheduler.accuracy_drop) == (0.1, 1e-5, 0.7)
 

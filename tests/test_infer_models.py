@@ -14,6 +14,7 @@ from tstcnn.runtime.checkpoint import save_checkpoint
 from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
+from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.predict import (PredictOptions, load_predictor, predict_videos, prepared_store,
                                   run_reader, source_items, window_probabilities)
 from tstcnn.data import WindowClips
@@ -139,7 +140,8 @@ def test_detect_writes_xml_timeline_and_scores_against_truth_beside_the_video(wo
     assert all(0 <= a.begin < a.end <= 40 and a.move in CLASSES[:2] for a in detection.actions)
     assert (out / "long_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "detection.json").read_text())
-    assert saved["scores"]["videos"] == ["long"] and 0.0 <= saved["scores"]["frame_iou"] <= 1.0
+    expected = score_detection({"long": detection.actions}, {"long": read_actions(videos / "long.xml")}, {"long": 40})
+    assert saved["scores"]["videos"] == ["long"] and saved["scores"]["frame_iou"] == pytest.approx(expected.frame_iou)
     assert saved["videos"]["long"]["windows"] == len(detection.starts)
     assert DetectOptions().resolve(100).stride == 25   # default stride: a quarter of the window
 

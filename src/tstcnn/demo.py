@@ -10,15 +10,27 @@ the HTML report. Every step resumes: re-running the same command after an interr
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tstcnn.config import Config, load_config, override
+from tstcnn.engine import evaluate, train
+from tstcnn.infer.attention import visualize_attention
+from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, write_predictions
+from tstcnn.infer.scoring import score_classification
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.mediaeval import read_submission
+from tstcnn.prep.prepare import prepare_dataset
+from tstcnn.prep.store import Store
+from tstcnn.runtime.checkpoint import load_run
+from tstcnn.synth.generate import generate_dataset
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
+from tstcnn.viz.report import build_report
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -37,29 +49,17 @@ class DemoSettings:
     epochs: int | None = 7  # more clips for fewer epochs generalise better at the same cost; None: the preset's
 
 
-def _step(log: Callable[[str], None], timings: dict[str, float], name: str, started: float) -> None:
+def _step(timings: dict[str, float], name: str, started: float) -> None:
     timings[name] = round(time.perf_counter() - started, 1)
-    log(f"[demo] {name}: {timings[name]:.0f} s")
+    logger.info("[demo] %s: %.0f s", name, timings[name])
 
 
 def demo_config(settings: DemoSettings) -> Config:
     return override(load_config(settings.preset), "train", epochs=settings.epochs, seed=settings.seed)
 
 
-def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
     """Run the demo into ``out`` and return what ``out/results.json`` holds."""
-    from tstcnn.engine import evaluate, train
-    from tstcnn.runtime.checkpoint import load_run
-    from tstcnn.infer.attention import visualize_attention
-    from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, write_predictions
-    from tstcnn.infer.scoring import score_classification
-    from tstcnn.io.mediaeval import read_submission
-    from tstcnn.prep.prepare import prepare_dataset
-    from tstcnn.prep.store import Store
-    from tstcnn.synth.generate import generate_dataset
-    from tstcnn.viz.report import build_report
-
     out = Path(out)
     data, store_dir = out / "data", out / "store"
     cfg = demo_config(settings)
@@ -68,39 +68,40 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progre
     started = time.perf_counter()
     generate_dataset(data, "classification", settings.per_class, size=settings.size, fps=settings.fps,
                      seed=settings.seed, workers=settings.workers, progress=progress)
-    _step(log, timings, "synthetic benchmark", started)
+    _step(timings, "synthetic benchmark", started)
 
     started = time.perf_counter()
     truth_xml = data / "classificationTask" / "test_ground_truth.xml"
     summary = prepare_dataset(data, "mediaeval-classification", store_dir, cfg.prep, classes=TTSTROKE21_CLASSES,
                               workers=settings.workers, preset=settings.preset, test_labels=truth_xml,
-                              progress=progress, log=log)
+                              progress=progress)
     if summary.problems:
         raise ValueError(f"preparing the synthetic benchmark failed: {summary.problems[0]}")
-    _step(log, timings, "prepare", started)
+    _step(timings, "prepare", started)
 
     started = time.perf_counter()
     store = Store(store_dir)
     train(cfg, store, out, resume=True, progress=progress)
-    _step(log, timings, "train", started)
+    _step(timings, "train", started)
 
     started = time.perf_counter()
     results = evaluate(out, ("train", "validation", "test"), store=store, progress=progress)
-    # The submission takes the fast inference path (bf16 + channels-last where bf16 is fast), as evaluate does.
+    # The submission takes the inference path with evaluate's settings and batches (bf16 + channels-last where
+    # bf16 is fast), so that its score and the test accuracy are the same figure.
     predictor = load_predictor(out)
-    predictions, problems = predict_store(predictor, store, PredictOptions(aggregation="centre", windows=1),
-                                          split="test")
+    options = PredictOptions(aggregation="centre", windows=1, batch_size=cfg.train.batch_size)
+    predictions, problems = predict_store(predictor, store, options, split="test")
     if problems:
         raise ValueError(f"classifying the test clips failed: {problems[0]}")
     submission, _ = write_predictions(out, predictions, predictor.classes.classes)
     scores = score_classification(read_submission(submission), read_submission(truth_xml), predictor.classes)
-    _step(log, timings, "evaluate", started)
+    _step(timings, "evaluate", started)
 
     started = time.perf_counter()
     test_ids = [entry.id for entry in store.videos("test")]
     visualize_attention(load_run(out), store, test_ids[:: max(1, len(test_ids) // 8)], out / "attention")
     report = build_report(out, title="tstcnn demo")
-    _step(log, timings, "attention maps and report", started)
+    _step(timings, "attention maps and report", started)
 
     results = {**results, "submission_accuracy": scores["accuracy"], "timings_s": timings,
                "demo": {**asdict(settings), "size": list(settings.size)},
