@@ -2,6 +2,9 @@
 
 import argparse
 import dataclasses
+import os
+import pickle
+import shutil
 
 import pytest
 import torch
@@ -67,7 +70,7 @@ def test_foreign_files_are_one_line_errors(tmp_path):
 def test_pickled_objects_are_refused_by_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "tstcnn-checkpoint", "args": argparse.Namespace(lr=0.1)}, path)
-    with pytest.raises(ValueError, match="not a readable checkpoint") as excinfo:
+    with pytest.raises(ValueError, match="refused: the file holds Python objects") as excinfo:
         load_checkpoint(path)
     _assert_one_line(excinfo)
 
@@ -98,3 +101,31 @@ def test_weights_that_do_not_match_their_config_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="weights do not match the architecture") as excinfo:
         load_run(path)
     _assert_one_line(excinfo)
+
+
+def test_a_pickle_that_would_run_code_is_refused_in_one_line(tmp_path, recwarn):
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format": "tstcnn-checkpoint", "payload": RunsCode()}))
+    with pytest.raises(ValueError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "refused" in message and "could run code" in message and message.endswith("it was not loaded")
+    assert "\n" not in message and len(recwarn) == 0  # no torch warning printed before the refusal
+
+
+def test_a_full_disk_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "last.pt", config={}, classes=[], model={}, epoch=1)
+    before = path.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
+    with pytest.raises(OSError, match="no space left on device to write .*last.pt"):
+        save_checkpoint(path, config={}, classes=[], model={}, epoch=2)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

@@ -3,7 +3,7 @@
 import matplotlib.image as mpimg
 import numpy as np
 
-from tstcnn.viz.figures import plot_confusion, plot_curves, plot_validation_overlay
+from tstcnn.viz.figures import literal_text, plot_confusion, plot_curves, plot_validation_overlay
 
 
 def test_curves_with_rate_changes_and_missing_validation(tmp_path):
@@ -21,3 +21,10 @@ def test_confusion_keeps_empty_rows_and_overlay_draws_every_run(tmp_path):
             "RGB without attention": [{"epoch": 1, "val_accuracy": 0.1}]}
     assert mpimg.imread(plot_validation_overlay(runs, tmp_path / "fig6.png")).shape[0] > 200
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_class_names_are_drawn_literally_not_as_math(tmp_path):
+    names = ["$\\notacommand$", "cost $5", "plain"]
+    path = plot_confusion(np.eye(3, dtype=int), names, tmp_path / "confusion.png", title="a $title")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert literal_text("a $b$") == "a \\$b\\$"

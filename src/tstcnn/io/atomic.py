@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file in the same folder, then ``os.replace``.
 
-A reader (or a resumed run) sees either the old file or the complete new one, never half of it.
+A reader (or a resumed run) sees either the old file or the complete new one, never half of it. The new
+file gets the permissions of a plain ``open`` (``0o666`` less the umask), not the private ``0o600`` of a
+temporary file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "file_mode"]
+
+
+def file_mode() -> int:
+    """``0o666`` less this process's umask: the mode ``open`` gives a new file."""
+    try:  # Linux reports the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -24,6 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -15,6 +15,10 @@ architecture, other classes) ends in one-line ``ValueError`` / ``FileNotFoundErr
 from __future__ import annotations
 
 import dataclasses
+import errno
+import pickle
+import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,17 +43,29 @@ _ARCHITECTURE = ("modality", "block", "num_blocks", "num_classes", "input_size",
 
 
 def save_checkpoint(path: str | Path, **fields: Any) -> Path:
-    """Write ``fields`` (tensors and plain values only) as a tstcnn checkpoint, atomically; returns the path."""
+    """Write ``fields`` (tensors and plain values only) as a tstcnn checkpoint, atomically; returns the path.
+
+    A full disk is an ``OSError`` that says so (torch reports it as an unexplained ``RuntimeError`` from its
+    zip writer); the previous file at ``path`` is left as it was.
+    """
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **fields}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:
+        free = shutil.disk_usage(path.parent).free
+        if free < (64 << 20):
+            raise OSError(errno.ENOSPC, f"no space left on device to write {path} ({free >> 20} MiB free)") from None
+        raise OSError(f"{path}: could not write the checkpoint ({_first_line(exc)})") from None
     return path
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut at a word boundary with an ellipsis when too long."""
     text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def load_checkpoint(path: str | Path, *, model_config: ModelConfig | None = None,
@@ -70,8 +86,16 @@ def load_checkpoint(path: str | Path, *, model_config: ModelConfig | None = None
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError… depending on the damage
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses a file
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise ValueError(f"{path}: not a readable checkpoint, truncated or not a torch file "
+                             f"(UnpicklingError: {_first_line(exc)})") from None
+        raise ValueError(f"{path}: refused: the file holds Python objects that a tstcnn checkpoint never contains "
+                         "(loading them could run code); it was not loaded") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError… depending on the damage
         raise ValueError(f"{path}: not a readable checkpoint, truncated or not a torch file "
                          f"({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:

@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from tstcnn.io.atomic import atomic_path
 from tstcnn.runtime.metrics import normalize_rows
 
-__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "save_figure"]
+__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "save_figure", "literal_text"]
 
 
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -55,6 +55,11 @@ def plot_curves(metrics_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     return save_figure(figure, path)
 
 
+def literal_text(text: str) -> str:
+    """``text`` as matplotlib should draw it, character for character: a user's ``$…$`` is not math markup."""
+    return text.replace("$", r"\$")
+
+
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
                    title: str = "") -> Path:
     """Confusion matrix normalised per true class (rows), with the raw counts written in the cells."""
@@ -63,8 +68,9 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str
     size = max(4.0, 0.42 * len(names) + 2.5)
     figure, axis = plt.subplots(figsize=(size + 1.5, size))
     image = axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-    axis.set_yticks(range(len(names)), names, fontsize=8)
+    labels = [literal_text(name) for name in names]
+    axis.set_xticks(range(len(names)), labels, rotation=90, fontsize=8)
+    axis.set_yticks(range(len(names)), labels, fontsize=8)
     axis.set_xlabel("predicted class")
     axis.set_ylabel("true class")
     for i, j in zip(*np.nonzero(counts)):
@@ -72,7 +78,7 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], names: Sequence[str
                   color="white" if normalized[i, j] > 0.5 else "black")
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
     accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
-    axis.set_title(f"{title} (accuracy {accuracy:.1%}, rows normalised)".strip())
+    axis.set_title(literal_text(f"{title} (accuracy {accuracy:.1%}, rows normalised)".strip()))
     return save_figure(figure, path)
 
 
@@ -83,7 +89,7 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
     for name, rows in runs.items():
         epochs, values = _series(rows, "val_accuracy")
         if epochs:
-            axis.plot(epochs, values, label=name, linestyle="--" if "attention" not in name else "-")
+            axis.plot(epochs, values, label=literal_text(name), linestyle="--" if "attention" not in name else "-")
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
