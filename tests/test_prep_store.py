@@ -1,6 +1,9 @@
 import json
+import logging
 import mmap
+import os
 import pickle
+import shutil
 import time
 
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 
 from tstcnn.config import PrepConfig
 from tstcnn.io.mediaeval import Action
+from tstcnn.prep import store as store_module
 from tstcnn.prep.store import (Store, VideoEntryWriter, complete_video_ids, finalize_store, remove_incomplete,
                                rgb_to_yuv420, write_video_entry, yuv420_to_rgb)
 
@@ -119,9 +123,93 @@ def test_interrupted_writer_leaves_no_complete_entry(tmp_path):
             writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
             raise RuntimeError("killed")
     assert complete_video_ids(tmp_path) == [] and list((tmp_path / "videos").iterdir()) == []
-    (tmp_path / "videos" / "b").mkdir()  # a folder without meta.json, as a crash during rename would leave
-    (tmp_path / "videos" / ".c.1234.tmp").mkdir()
-    assert remove_incomplete(tmp_path) == [".c.1234.tmp", "b"]
+    (tmp_path / "videos" / "b").mkdir()  # a folder without meta.json is not one of ours: it stays
+    (tmp_path / "videos" / ".c.0123abcd.tmp").mkdir()
+    (tmp_path / "videos" / ".d.0123abcd.tmp").mkdir()
+    (tmp_path / "videos" / ".notes").mkdir()
+    assert remove_incomplete(tmp_path, ["c", "b"]) == [".c.0123abcd.tmp"]
+    assert remove_incomplete(tmp_path) == [".d.0123abcd.tmp"]
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [".notes", "b"]
+
+
+def _assert_reads_whole(store: Store) -> None:
+    """Every listed video's arrays hold exactly the frames its entry says, and a full clip reads."""
+    for entry in store.videos():
+        arrays = store.arrays(entry.id)
+        assert len(arrays.y) == len(arrays.flow) == len(arrays.roi) == entry.frames, entry.id
+        clip = store.read_clip(entry.id, 0, entry.frames, (entry.height, entry.width))
+        assert clip["rgb"].shape[0] == clip["flow"].shape[0] == entry.frames
+
+
+@pytest.mark.parametrize("video_id", ["..", ".", "../x", "/abs/path", "a/../../x"])
+def test_an_id_naming_another_folder_cannot_remove_it(tmp_path, video_id):
+    root = tmp_path / "store"
+    _build(root)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "mine.txt").write_text("user data")
+    with pytest.raises(ValueError, match="video id"):
+        _build(root, n=4, video_id=video_id)
+    assert complete_video_ids(root) == ["a"] and (tmp_path / "x" / "mine.txt").read_text() == "user data"
+    assert [p.name for p in (root / "videos").iterdir()] == ["a"]
+
+
+@pytest.mark.parametrize("bad", ["../../x", "/abs/path", ".hidden"])
+def test_a_manifest_naming_paths_outside_the_store_is_refused(tmp_path, bad):
+    root = tmp_path / "deep" / "store"
+    _build(root)
+    outside = (root / "videos" / bad) if not bad.startswith("/") else tmp_path / "abs"
+    shutil.copytree(root / "videos" / "a", outside)  # a complete entry there, so only the id check can refuse
+    with pytest.raises(ValueError, match="video id"):
+        finalize_store(root, PrepConfig(), ["x"], videos=["a", bad])
+    finalize_store(root, PrepConfig(), ["x"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["videos"][bad if not bad.startswith("/") else str(outside)] = manifest["videos"]["a"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="video id") as error:
+        Store(root)
+    assert str(error.value).startswith(str(root / "manifest.json")) and "\n" not in str(error.value)
+
+
+def test_a_manifest_listing_missing_entries_is_refused_naming_them(tmp_path):
+    for video_id in "abcde":
+        _build(tmp_path, n=3, video_id=video_id)
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    for video_id in "bcde":
+        shutil.rmtree(tmp_path / "videos" / video_id)
+    (tmp_path / "videos" / "c").mkdir()  # a folder without meta.json is not an entry
+    with pytest.raises(ValueError, match="missing or incomplete: b, c, d …") as error:
+        Store(tmp_path)
+    assert "4 video(s)" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("exchange", ["atomic", "fallback"])
+def test_a_rebuilt_entry_replaces_the_old_one_whole(tmp_path, monkeypatch, caplog, exchange):
+    if exchange == "fallback":
+        monkeypatch.setattr(store_module, "_renameat2", None)
+    _build(tmp_path, n=12)
+    _build(tmp_path, n=6, video_id="b")
+    finalize_store(tmp_path, PrepConfig(), ["x"])
+    _build(tmp_path, n=5)  # rebuilt after the manifest was written, as an interrupted re-run leaves it
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["a", "b"]
+    with caplog.at_level(logging.WARNING, logger="tstcnn.prep.store"):
+        store = Store(tmp_path)
+    assert store.entry("a").frames == 5 and store.entry("b").frames == 6
+    _assert_reads_whole(store)
+    assert "changed since" in caplog.text and "'a'" in caplog.text
+
+
+def test_abort_never_raises_and_leaves_no_temporary_folder(tmp_path):
+    writer = VideoEntryWriter(tmp_path, "a", 8, 6)
+    writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
+    os.close(writer._rgb._file.fileno())  # its buffered frame cannot be flushed any more: closing it fails
+    writer.abort()
+    assert list((tmp_path / "videos").iterdir()) == []
+    with pytest.raises(RuntimeError, match="the original error"):
+        with VideoEntryWriter(tmp_path, "b", 8, 6) as writer:
+            writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
+            os.close(writer._flow._file.fileno())
+            raise RuntimeError("the original error")
+    assert list((tmp_path / "videos").iterdir()) == []
 
 
 def test_flow_outliers_are_clipped_not_coarsening_the_step(tmp_path):

@@ -11,10 +11,10 @@ Four layouts (``--layout`` of ``tstcnn prepare``):
 * ``csv``: a file with a header ``video,begin,end,label[,split]``, one stroke per row, video paths relative
   to the CSV's folder; rows of one video become its actions; empty begin/end mark a trimmed clip.
 
-Problems (unknown class, ``begin >= end``, missing video, duplicate id, a name escaping the dataset folder,
-unreadable annotation) are collected as one message each; the items they concern are left out and the rest
-is returned, so ``prepare`` can go on with the good videos and report the bad ones. Frames past a video's end
-are checked after decoding (:func:`check_actions`).
+Problems (unknown class, ``begin >= end``, missing video, duplicate id, a name escaping the dataset folder, a
+name that cannot be a store id such as ``...mp4``, unreadable annotation) are collected as one message each; the
+items they concern are left out and the rest is returned, so ``prepare`` can go on with the good videos and
+report the bad ones. Frames past a video's end are checked after decoding (:func:`check_actions`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tstcnn.io.ids import check_id
 from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, read_submission
 
 __all__ = ["LAYOUTS", "SPLITS", "VIDEO_EXTENSIONS", "SourceItem", "LayoutScan", "read_layout", "check_actions"]
@@ -74,7 +75,7 @@ def _sorted_dirs(folder: Path) -> list[Path]:
 
 
 class _Collector:
-    """Accumulates items and problems; enforces unique ids and paths inside the dataset folder."""
+    """Accumulates items and problems; enforces valid unique ids and paths inside the dataset folder."""
 
     def __init__(self, root: Path, classes: Sequence[str] | None) -> None:
         self.root, self.classes = root, tuple(classes) if classes is not None else None
@@ -89,6 +90,11 @@ class _Collector:
         return True
 
     def add(self, item: SourceItem) -> None:
+        try:
+            check_id(item.id)
+        except ValueError as exc:
+            self.problems.append(f"{item.annotation or item.path}: video {item.path.name!r}: {exc}")
+            return
         if not _inside(item.path, self.root):
             self.problems.append(f"{item.annotation or item.path}: video {item.path.name!r} escapes the dataset "
                                  f"folder {self.root}")

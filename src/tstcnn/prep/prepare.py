@@ -5,21 +5,27 @@ background thread), the flow between consecutive frames is computed on the luma 
 taken from the flow norm and smoothed, and the entry is written under a temporary name then renamed
 (:class:`~tstcnn.prep.store.VideoEntryWriter`). Videos run in worker processes (one OpenCV thread each).
 
-Resume: a video whose folder holds ``meta.json`` is skipped; temporary or incomplete folders of the videos
-to do are removed and redone. ``shard=(i, n)`` prepares every n-th video from the i-th (ids sorted) and
-records ``shards/<i>-of-<n>.json``; :func:`merge_shards` gathers shards (from this store or others) and
-writes the manifest once all are there. :func:`prepare_video_arrays` runs the same steps on one video in
-memory, for inference on raw videos.
+Resume: a video whose folder holds ``meta.json`` is skipped; the temporary folders of the videos to do are
+removed and redone. A video whose source changed is rebuilt beside its old entry, which it replaces in one
+step when complete; the manifest is written at the end, so a store is always readable whole.
+``shard=(i, n)`` prepares every n-th video from the i-th (ids sorted) and records ``shards/<i>-of-<n>.json``;
+:func:`merge_shards` gathers shards (from this store or others) and writes the manifest once all are there.
+:func:`prepare_video_arrays` runs the same steps on one video in memory, for inference on raw videos.
+
+``prepare`` writes only into an empty (or missing) folder or a store it made (its ``prepare.json`` or a
+tstcnn-store manifest), and holds the store's lock while it writes: shards of one store share it, and any other
+run into the store is refused until it finishes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import hashlib
 import json
+import logging
 import multiprocessing
 import queue
-import shutil
 import threading
 import time
 from collections import deque
@@ -30,21 +36,26 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from tstcnn.config import PrepConfig
-from tstcnn.io.atomic import atomic_write_text
-from tstcnn.io.layouts import SourceItem, check_actions, read_layout
+from tstcnn.io.atomic import atomic_write_bytes, atomic_write_text
+from tstcnn.io.ids import check_id
+from tstcnn.io.layouts import LayoutScan, SourceItem, check_actions, read_layout
+from tstcnn.io.locks import LOCK_FILE, folder_lock
 from tstcnn.io.video import VideoError, iter_decoded, probe
 from tstcnn.prep.flow import create_flow
 from tstcnn.prep.roi import frame_centre, smooth_centres
-from tstcnn.prep.store import (META, VIDEOS, VideoEntryWriter, complete_video_ids, downsample_flow, finalize_store,
-                               remove_incomplete, yuv420_to_rgb)
+from tstcnn.prep.store import (FORMAT, MANIFEST, META, VIDEOS, VideoEntryWriter, complete_video_ids, downsample_flow,
+                               entry_in_the_way, finalize_store, move_entry, remove_incomplete, yuv420_to_rgb)
 
 __all__ = ["PreparedVideo", "VideoResult", "PrepareSummary", "frame_size", "iter_yuv420", "prepare_video_arrays",
            "prepare_video", "prepare_items", "prepare_dataset", "merge_shards", "parse_shard", "summary_lines"]
 
 SETTINGS = "prepare.json"
 SHARDS = "shards"
+
+logger = logging.getLogger(__name__)
 
 
 def frame_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -279,8 +290,6 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
     The progress bar counts videos and shows the frames per second of the frames done so far (live, also
     inside long videos).
     """
-    from tqdm.auto import tqdm
-
     order = sorted(items, key=lambda it: (-it.path.stat().st_size, it.id))
     if max_videos is not None:
         order = order[:max_videos]
@@ -347,62 +356,139 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _read_own(path: Path, is_own: Callable[[Any], bool], why: str) -> dict[str, Any] | None:
+    """A JSON file ``prepare`` writes (None if there is none); ValueError saying ``why`` if it is another's."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not is_own(data):
+        raise ValueError(f"{path.parent}: {why}; prepare writes only into an empty folder or its own store: choose "
+                         "another --out")
+    return data
+
+
+def _read_settings(root: Path) -> dict[str, Any] | None:
+    """The settings ``prepare`` recorded in ``root`` (None if there are none)."""
+    return _read_own(root / SETTINGS, lambda s: isinstance(s, dict) and isinstance(s.get("prep"), dict)
+                     and "layout" in s, f"its {SETTINGS} was not written by tstcnn prepare")
+
+
+def _store_manifest(root: Path) -> dict[str, Any] | None:
+    """The tstcnn-store manifest in ``root`` (None if there is none)."""
+    return _read_own(root / MANIFEST, lambda m: isinstance(m, dict) and m.get("format") == FORMAT,
+                     f"its {MANIFEST} is not a {FORMAT} manifest (another tool's?) and would be replaced")
+
+
+def _check_out(root: Path) -> None:
+    """Refuse a folder ``prepare`` did not make, since writing there could replace or remove what it holds.
+
+    Allowed: a missing or empty folder (a lock file of a killed run aside), or a store ``prepare`` made.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    if _read_settings(root) is not None or _store_manifest(root) is not None:
+        return
+    others = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE)
+    if others:
+        held = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise ValueError(f"{root} is not empty and not a store made by prepare (it holds {held}); prepare writes "
+                         "only into an empty folder or its own store: choose another --out")
+
+
 def _check_settings(root: Path, prep: PrepConfig, layout: str, source: Path, preset: str | None) -> None:
     """Record the prep settings at the first run; refuse to resume a store made with other settings."""
     settings = {"prep": asdict(prep), "layout": layout, "source": str(source.resolve()), "preset": preset}
-    path = root / SETTINGS
-    if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous["prep"] != settings["prep"] or previous["layout"] != layout:
-            raise ValueError(f"{root} was prepared with {previous['layout']} {previous['prep']}; this run asks for "
-                             f"{layout} {settings['prep']}: use another --out or the same settings")
+    previous = _read_settings(root)
+    if previous is None:
+        manifest = _store_manifest(root)
+        if manifest is not None and manifest.get("prep") != settings["prep"]:
+            raise ValueError(f"{root} was prepared with {manifest.get('prep')}; this run asks for {settings['prep']}: "
+                             "use another --out or the same settings")
+        atomic_write_text(root / SETTINGS, json.dumps(settings, indent=1, sort_keys=True) + "\n")
         return
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    if previous["prep"] != settings["prep"] or previous["layout"] != layout:
+        raise ValueError(f"{root} was prepared with {previous['layout']} {previous['prep']}; this run asks for "
+                         f"{layout} {settings['prep']}: use another --out or the same settings")
 
 
 def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: PrepConfig, *,
                     classes: Sequence[str] | None = None, workers: int = 1, decode_threads: int = 1,
                     shard: tuple[int, int] | None = None, max_videos: int | None = None, preset: str | None = None,
                     test_labels: str | Path | None = None, progress: bool = True,
-                    log: Callable[[str], None] = print) -> PrepareSummary:
+                    log: Callable[[str], None] | None = None) -> PrepareSummary:
     """Read ``source`` in ``layout`` and prepare it into the store ``out`` (resuming what is there).
 
     Without ``shard`` the manifest is written at the end (also when some inputs were skipped: the good videos
     are kept and the problems recorded). With ``shard`` only ``shards/<i>-of-<n>.json`` is written; run
     :func:`merge_shards` once every shard has finished. ``test_labels`` labels the test clips of a
-    mediaeval-classification layout from a ground-truth submission XML (see :func:`read_layout`).
+    mediaeval-classification layout from a ground-truth submission XML (see :func:`read_layout`). Messages
+    about the work go to ``log`` (this module's logger at INFO when None).
+
+    Raises:
+        ValueError: ``out`` is neither empty nor a store ``prepare`` made, another command is writing into it,
+            or it was prepared with other settings.
     """
     source, root = Path(source), Path(out)
     if prep.width < 16 or prep.width % 2:
         raise ValueError(f"prep width {prep.width}: needs an even number of pixels, at least 16")
     create_flow(prep.flow)  # an unknown method fails here, not once per video
     scan = read_layout(layout, source, classes, test_labels)
-    _check_settings(root, prep, layout, source, preset)
-    items = scan.items
-    if shard is not None:
-        items = items[shard[0]::shard[1]]
+    _check_out(root)  # before the lock, which would leave its file in a folder that is not ours
+    command = "tstcnn prepare" + (f" --shard {shard[0]}/{shard[1]}" if shard is not None else "")
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(folder_lock(root, command, shared=shard is not None))
+        _check_out(root)  # again: another run may have written it meanwhile
+        _check_settings(root, prep, layout, source, preset)
+        if shard is not None:  # shards of one store run together; the same shard twice would not
+            locks.enter_context(folder_lock(root / SHARDS, command, name=f".{shard[0]}-of-{shard[1]}.lock"))
+        return _prepare_locked(scan, source, layout, root, prep, workers=workers, decode_threads=decode_threads,
+                               shard=shard, max_videos=max_videos, preset=preset, progress=progress,
+                               log=log or logger.info)
+
+
+def _prepare_locked(scan: LayoutScan, source: Path, layout: str, root: Path, prep: PrepConfig, *, workers: int,
+                    decode_threads: int, shard: tuple[int, int] | None, max_videos: int | None, preset: str | None,
+                    progress: bool, log: Callable[[str], None]) -> PrepareSummary:
+    """The work of :func:`prepare_dataset` once it holds the store."""
+    items = scan.items if shard is None else scan.items[shard[0]::shard[1]]
     ids = [it.id for it in items]
     for name in remove_incomplete(root, ids):
-        log(f"removed the incomplete entry {name} left by an interrupted run")
-    done = set(complete_video_ids(root))
+        log(f"removed the temporary folder {name} left by an interrupted run")
+    problems = list(scan.problems)
+    complete = set(complete_video_ids(root))
+    blocked = set()
     for item in items:
-        if item.id in done and _stored_stamp(root, item.id) != _source_stamp(item):
-            log(f"{item.path} changed since it was prepared: preparing it again")
-            shutil.rmtree(root / VIDEOS / item.id)
-            done.discard(item.id)
-    todo = [it for it in items if it.id not in done]
-    if len(todo) < len(items):
-        log(f"{len(items) - len(todo)} of {len(items)} videos already prepared; {len(todo)} to do")
+        in_the_way = None if item.id in complete else entry_in_the_way(root, item.id)
+        if in_the_way:
+            problems.append(in_the_way)
+            blocked.add(item.id)
+    kept = set()
+    for item in items:
+        if item.id in complete:
+            if _stored_stamp(root, item.id) == _source_stamp(item):
+                kept.add(item.id)
+            else:
+                log(f"{item.path} changed since it was prepared: preparing it again (the prepared version stays "
+                    "until the new one is complete)")
+    todo = [it for it in items if it.id not in kept and it.id not in blocked]
+    if kept:
+        log(f"{len(kept)} of {len(items)} videos already prepared; {len(todo)} to do")
     started = time.perf_counter()
     results = prepare_items(todo, root, prep, workers=workers, decode_threads=decode_threads,
                             max_videos=max_videos, progress=progress)
     seconds = time.perf_counter() - started
-    problems = scan.problems + [p for r in results for p in r.problems]
-    complete = set(complete_video_ids(root))
-    finished = [i for i in ids if i in complete]
+    problems += [p for r in results for p in r.problems]
+    prepared = [r for r in results if r.ok]
+    # Listed: what was complete and unchanged, and what this run prepared; never an old version of a changed video.
+    done = kept | {r.id for r in prepared}
+    finished = [i for i in ids if i in done]
+    unfinished = len(results) < len(todo)
     manifest = None
-    unfinished = max_videos is not None and len(finished) + sum(not r.ok for r in results) < len(items)
     if shard is not None:
         record = {"shard": list(shard), "videos": finished, "problems": problems, "classes": list(scan.classes),
                   "layout": layout, "source": str(source.resolve()), "complete": not unfinished}
@@ -410,36 +496,61 @@ def prepare_dataset(source: str | Path, layout: str, out: str | Path, prep: Prep
     elif not unfinished:
         manifest = finalize_store(root, prep, scan.classes, layout=layout, source=str(source.resolve()),
                                   videos=finished, problems=problems, preset=preset)
-    prepared = [r for r in results if r.ok]
-    return PrepareSummary(len(prepared), len(items) - len(todo), sum(r.frames for r in prepared), seconds,
-                          problems, manifest)
+    return PrepareSummary(len(prepared), len(kept), sum(r.frames for r in prepared), seconds, problems, manifest)
+
+
+def _read_shard_record(path: Path) -> dict[str, Any]:
+    """A shard record, its video ids checked (they become paths)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        shard = [int(record["shard"][0]), int(record["shard"][1])]
+        lists = {key: list(record[key]) for key in ("videos", "problems", "classes")}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"{path}: unreadable shard record ({type(exc).__name__}: {exc})") from None
+    try:
+        for video_id in lists["videos"]:
+            check_id(video_id)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return {**record, "shard": shard, **lists}
 
 
 def merge_shards(out: str | Path, others: Sequence[str | Path] = ()) -> PrepareSummary:
     """Gather shard stores into ``out`` (moving their video folders in) and write the manifest.
 
-    Every shard ``0 … n-1`` must have finished; the settings of all stores must be equal.
+    Every shard ``0 … n-1`` must have finished and the settings of all stores must be equal; both are checked
+    before anything moves. ``out`` and the other stores are locked while it runs.
     """
     root = Path(out)
+    sources = []
     for other in map(Path, others):
-        if not (other / SETTINGS).is_file():
+        if other.resolve() != root.resolve() and other.resolve() not in {s.resolve() for s in sources}:
+            sources.append(other)
+    for other in sources:
+        if _read_settings(other) is None:
             raise ValueError(f"{other}: not a shard store (no {SETTINGS})")
-        if (root / SETTINGS).is_file():
-            mine, theirs = (json.loads((p / SETTINGS).read_text(encoding="utf-8"))["prep"] for p in (root, other))
-            if mine != theirs:
-                raise ValueError(f"{other} was prepared with {theirs}, {root} with {mine}: they cannot be merged")
-        else:
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(other / SETTINGS, root / SETTINGS)
-        for video_id in complete_video_ids(other):
-            if not (root / VIDEOS / video_id / META).is_file():
-                (root / VIDEOS).mkdir(parents=True, exist_ok=True)
-                shutil.move(str(other / VIDEOS / video_id), str(root / VIDEOS / video_id))
-        for shard_file in sorted((other / SHARDS).glob("*.json")):
-            (root / SHARDS).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(shard_file, root / SHARDS / shard_file.name)
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / SHARDS).glob("*-of-*.json"))]
-    if not records:
+    _check_out(root)
+    with contextlib.ExitStack() as locks:
+        for folder in (root, *sources):
+            locks.enter_context(folder_lock(folder, "tstcnn prepare --merge"))
+        _check_out(root)
+        return _merge_locked(root, sources)
+
+
+def _merge_locked(root: Path, sources: Sequence[Path]) -> PrepareSummary:
+    """The work of :func:`merge_shards` once it holds every store."""
+    settings = _read_settings(root)
+    for other in sources:
+        theirs = _read_settings(other)
+        if settings is not None and settings["prep"] != theirs["prep"]:
+            raise ValueError(f"{other} was prepared with {theirs['prep']}, {root} with {settings['prep']}: they "
+                             "cannot be merged")
+        settings = settings or theirs
+    record_files = {p.name: p for p in sorted((root / SHARDS).glob("*-of-*.json"))}
+    for other in sources:
+        record_files.update({p.name: p for p in sorted((other / SHARDS).glob("*-of-*.json"))})
+    records = [_read_shard_record(path) for _, path in sorted(record_files.items())]
+    if not records or settings is None:
         raise ValueError(f"{root}: no shard records in {root / SHARDS} (run prepare with --shard first)")
     count = records[0]["shard"][1]
     have = {r["shard"][0] for r in records if r["shard"][1] == count and r.get("complete", True)}
@@ -447,7 +558,15 @@ def merge_shards(out: str | Path, others: Sequence[str | Path] = ()) -> PrepareS
     if missing or any(r["shard"][1] != count for r in records):
         raise ValueError(f"{root}: shard(s) {', '.join(f'{i}/{count}' for i in missing) or '?'} not finished; "
                          "run them, then merge again")
-    settings = json.loads((root / SETTINGS).read_text(encoding="utf-8"))
+    remove_incomplete(root)  # what an interrupted merge left; nobody else writes here while we hold the lock
+    if not (root / SETTINGS).exists():
+        atomic_write_text(root / SETTINGS, json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    for other in sources:
+        for video_id in complete_video_ids(other):
+            move_entry(other, root, video_id)
+    for name, path in record_files.items():
+        if path.parent != root / SHARDS:
+            atomic_write_bytes(root / SHARDS / name, path.read_bytes())
     videos = sorted(v for r in records for v in r["videos"])
     problems = list(dict.fromkeys(p for r in records for p in r["problems"]))
     classes = records[0]["classes"]

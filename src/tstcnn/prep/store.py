@@ -17,15 +17,25 @@ The companding keeps a relative precision of about 1/q at every magnitude: a vid
 stores its sub-pixel motions (the step near 0 is range/127², not range/127).
 
 Every array is a plain ``.npy`` opened as a memory map, so a clip read touches only the rows of its crop
-(no decompression, nothing else of the video). A video folder is built under a temporary name and renamed
-when complete, so a killed ``prepare`` leaves at most temporary folders, which are removed on the next run.
+(no decompression, nothing else of the video). A video folder is built under a temporary name
+``.<id>.<8 hex>.tmp`` and moved into place when complete; a rebuilt video's new folder is exchanged with the old
+one in a single step (then the old one is removed), so an entry is never missing nor half-written and a killed
+``prepare`` leaves at most temporary folders, which the next run removes. An entry's ``meta.json`` describes
+its arrays: a :class:`Store` takes each video's record from it, so a manifest written before an entry was
+rebuilt still reads whole; the store refuses a manifest naming an entry that is not there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
+import logging
 import os
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +45,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tstcnn import __version__
 from tstcnn.config import PrepConfig
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.ids import check_id, inside
 from tstcnn.io.mediaeval import Action
 
 __all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter", "write_video_entry",
-           "finalize_store", "complete_video_ids", "remove_incomplete", "downsample_flow", "library_versions",
-           "rgb_to_yuv420", "yuv420_to_rgb"]
+           "finalize_store", "complete_video_ids", "remove_incomplete", "entry_in_the_way", "move_entry",
+           "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
 
 FORMAT = "tstcnn-store"
 VERSION = 1
@@ -51,6 +63,9 @@ VIDEOS = "videos"
 _HEADER_BYTES = 128  # .npy header reserved up front, filled in once the frame count is known
 _FLOW_HEADROOM = 3.0  # quantisation range = headroom × the largest per-frame 99.5th percentile of |flow|
 _FLOW_PERCENTILE = 99.5
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # .<id>.<8 hex>.tmp: a folder being built or replaced
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,7 @@ class VideoEntry:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose output is stored (decoder, flow, arrays)."""
-    import av
-
-    from tstcnn import __version__
+    import av  # loads FFmpeg, which readers of a store never need
 
     return {"tstcnn": __version__, "numpy": np.__version__, "opencv": cv2.__version__, "av": av.__version__,
             "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ())))}
@@ -118,8 +131,12 @@ class _StreamedArray:
 
     def __init__(self, path: Path, frame_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.frame_shape, self.dtype, self.count = path, frame_shape, np.dtype(dtype), 0
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(b"\0" * _HEADER_BYTES)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close() or discard()
+        try:
+            self._file.write(b"\0" * _HEADER_BYTES)
+        except BaseException:
+            self.discard()
+            raise
 
     def append(self, frame: np.ndarray) -> None:
         if frame.shape != self.frame_shape:
@@ -132,30 +149,112 @@ class _StreamedArray:
         self._file.write(_npy_header((self.count, *self.frame_shape), self.dtype))
         self._file.close()
 
+    def discard(self) -> None:
+        """Close without completing; errors are dropped (the file is being thrown away)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+
+def _load_renameat2() -> Any:
+    """Linux's ``renameat2``, which can exchange two paths in one step; None where the C library lacks it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _load_renameat2()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _temporary_name(video_id: str) -> str:
+    return f".{video_id}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def entry_in_the_way(store_root: str | Path, video_id: str) -> str | None:
+    """Why ``video_id``'s entry cannot be written: something without meta.json has its name; None if nothing.
+
+    Entries are moved into place complete, so such a folder was not made by the store: it is never replaced.
+    """
+    path = Path(store_root) / VIDEOS / video_id
+    if os.path.lexists(path) and not (path / META).is_file():
+        return (f"{path} is in the way of video {video_id!r}: it holds no {META}, so prepare did not make it; "
+                "move it away and run prepare again")
+    return None
+
+
+def _exchange(first: Path, second: Path) -> None:
+    """Swap two existing folders, in one atomic step where the system can, else by three renames.
+
+    Between the fallback's first two renames ``second`` is missing: a kill there leaves a store that
+    :class:`Store` refuses by name and that the next ``prepare`` completes.
+    """
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):  # those two: this file system or kernel cannot exchange
+            raise OSError(code, os.strerror(code), str(first), None, str(second))
+    aside = second.parent / _temporary_name(second.name)
+    os.rename(second, aside)
+    os.rename(first, second)
+    os.rename(aside, first)
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove one of our temporary folders; a failure is logged, not raised (the next run removes it)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove the temporary folder %s (%s); the next prepare removes it", path, exc)
+
 
 class VideoEntryWriter:
     """Write one video's folder frame by frame, in bounded memory, atomically.
 
     ``add(yuv, flow_half)`` takes an I420 frame ``(H*3//2, W)`` and the flow towards the next frame at half
     resolution ``(H//2, W//2, 2)`` float32 in pixels of the resized frame. ``finish(roi, meta)`` quantises the
-    flow with a per-video step, writes the small arrays and ``meta.json`` last, then renames the folder into
-    place. Used as a context manager, an exception removes the temporary folder.
+    flow with a per-video step, writes the small arrays and ``meta.json`` last, then moves the folder into
+    place; an existing entry of the same id is exchanged with it in one step and then removed, so readers see
+    the old entry or the new one, never none. Used as a context manager, an exception removes the temporary
+    folder.
     """
 
     def __init__(self, store_root: str | Path, video_id: str, width: int, height: int) -> None:
+        check_id(video_id)
         if width % 2 or height % 2:
             raise ValueError(f"video {video_id!r}: frame size {width}x{height} must be even")
         self.video_id, self.width, self.height = video_id, width, height
         videos = Path(store_root) / VIDEOS
         videos.mkdir(parents=True, exist_ok=True)
-        self.final_dir = videos / video_id
-        self.tmp_dir = videos / f".{video_id}.{uuid.uuid4().hex[:8]}.tmp"
-        self.tmp_dir.mkdir()
-        self._rgb = _StreamedArray(self.tmp_dir / "rgb.npy", (height * 3 // 2, width), np.uint8)
-        self._flow = _StreamedArray(self.tmp_dir / "flow.f32.npy", (height // 2, width // 2, 2), np.float32)
+        self.final_dir = inside(videos, videos / video_id)
+        self.tmp_dir = inside(videos, videos / _temporary_name(video_id))
+        in_the_way = entry_in_the_way(store_root, video_id)
+        if in_the_way:  # found before the work, not after
+            raise ValueError(in_the_way)
+        self._arrays: list[_StreamedArray] = []
         self._flow_max: list[float] = []
         self._flow_absmax: list[float] = []
         self._flow_typical: list[float] = []
+        self.tmp_dir.mkdir()
+        try:
+            self._rgb = self._array("rgb.npy", (height * 3 // 2, width), np.uint8)
+            self._flow = self._array("flow.f32.npy", (height // 2, width // 2, 2), np.float32)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _array(self, name: str, frame_shape: tuple[int, ...], dtype: np.dtype) -> _StreamedArray:
+        array = _StreamedArray(self.tmp_dir / name, frame_shape, dtype)
+        self._arrays.append(array)
+        return array
 
     @property
     def frames(self) -> int:
@@ -184,7 +283,7 @@ class VideoEntryWriter:
         limit = min(float(absmax.max(initial=0.0)), robust)
         step = (limit if limit > 0 else 1.0) / 127**2
         source = np.load(self._flow.path, mmap_mode="r")
-        target = _StreamedArray(self.tmp_dir / "flow.npy", self._flow.frame_shape, np.int8)
+        target = self._array("flow.npy", self._flow.frame_shape, np.int8)
         clipped = 0
         for start in range(0, len(source), 256):
             chunk = np.asarray(source[start:start + 256])
@@ -213,22 +312,27 @@ class VideoEntryWriter:
         meta = {**meta, "id": self.video_id, "frames": n, "width": self.width, "height": self.height,
                 "flow_step": step, "flow_clipped_fraction": clipped}
         (self.tmp_dir / META).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-        if self.final_dir.exists():  # an incomplete or stale entry
-            shutil.rmtree(self.final_dir)
-        os.replace(self.tmp_dir, self.final_dir)
+        in_the_way = entry_in_the_way(self.final_dir.parent.parent, self.video_id)
+        if in_the_way:
+            raise ValueError(in_the_way)
+        if not os.path.lexists(self.final_dir):
+            os.rename(self.tmp_dir, self.final_dir)
+        else:
+            _exchange(self.tmp_dir, self.final_dir)
+            _remove_quietly(self.tmp_dir)  # now the old entry
         return self.final_dir
 
     def abort(self) -> None:
-        for array in (self._rgb, self._flow):
-            if not array._file.closed:
-                array._file.close()
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        """Discard the temporary folder; never raises, since it runs while another error is being handled."""
+        for array in self._arrays:
+            array.discard()
+        _remove_quietly(self.tmp_dir)
 
     def __enter__(self) -> VideoEntryWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None or self.tmp_dir.exists():
+        if exc_type is not None or os.path.lexists(self.tmp_dir):
             self.abort()
 
 
@@ -253,34 +357,61 @@ def write_video_entry(store_root: str | Path, video_id: str, rgb: np.ndarray, fl
 
 
 def complete_video_ids(store_root: str | Path) -> list[str]:
-    """Ids of the complete video folders (those holding meta.json), sorted."""
+    """Ids of the complete video folders (those holding meta.json), sorted; names that are not ids are ignored."""
     videos = Path(store_root) / VIDEOS
     if not videos.is_dir():
         return []
-    return sorted(p.name for p in videos.iterdir() if not p.name.startswith(".") and (p / META).is_file())
+    return sorted(p.name for p in videos.iterdir() if _is_id(p.name) and (p / META).is_file())
 
 
-def _folder_video_id(name: str) -> str:
-    """The video id of a folder name: ``<id>`` or a temporary ``.<id>.<hex>.tmp``."""
-    return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else name
+def _is_id(name: str) -> bool:
+    try:
+        check_id(name)
+    except ValueError:
+        return False
+    return True
 
 
 def remove_incomplete(store_root: str | Path, video_ids: Iterable[str] | None = None) -> list[str]:
-    """Delete temporary and incomplete video folders left by an interrupted run; returns their names.
+    """Delete the temporary folders (``.<id>.<8 hex>.tmp``) an interrupted run left; returns their names.
 
-    With ``video_ids``, only those videos' folders are touched (other shards may be writing theirs).
+    With ``video_ids``, only those videos' folders are touched (other shards may be writing theirs). Nothing
+    else is removed: entries are moved into place complete, so a folder without meta.json under an id was not
+    made here and belongs to someone else.
     """
     videos = Path(store_root) / VIDEOS
     wanted = None if video_ids is None else set(video_ids)
     removed = []
     if videos.is_dir():
         for path in sorted(videos.iterdir()):
-            if wanted is not None and _folder_video_id(path.name) not in wanted:
+            match = _TEMPORARY.fullmatch(path.name)
+            if match is None or (wanted is not None and match.group(1) not in wanted):
                 continue
-            if path.is_dir() and (path.name.startswith(".") or not (path / META).is_file()):
-                shutil.rmtree(path)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(inside(videos, path))
                 removed.append(path.name)
     return removed
+
+
+def move_entry(source_root: str | Path, store_root: str | Path, video_id: str) -> bool:
+    """Move a complete entry from another store into this one (False: this one has it already).
+
+    It travels under a temporary name and is renamed into place, so a kill during a copy across file systems
+    leaves only a temporary folder.
+    """
+    check_id(video_id)
+    source_videos, videos = Path(source_root) / VIDEOS, Path(store_root) / VIDEOS
+    target = inside(videos, videos / video_id)
+    if (target / META).is_file():
+        return False
+    in_the_way = entry_in_the_way(store_root, video_id)
+    if in_the_way:
+        raise ValueError(in_the_way)
+    staging = inside(videos, videos / _temporary_name(video_id))
+    videos.mkdir(parents=True, exist_ok=True)
+    shutil.move(inside(source_videos, source_videos / video_id), staging)
+    os.rename(staging, target)
+    return True
 
 
 def flow_scale_from_maxima(maxima: Sequence[np.ndarray], sigmas: float) -> float:
@@ -301,7 +432,7 @@ def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[s
     ``problems`` (the inputs ``prepare`` skipped, one message each) are recorded for the user.
     """
     root = Path(store_root)
-    ids = list(videos) if videos is not None else complete_video_ids(root)
+    ids = [check_id(v) for v in videos] if videos is not None else complete_video_ids(root)
     records: dict[str, dict[str, Any]] = {}
     for video_id in ids:
         meta_path = root / VIDEOS / video_id / META
@@ -356,7 +487,12 @@ class VideoArrays:
 
 
 class Store:
-    """A prepared store opened for reading. See the module docstring for the layout."""
+    """A prepared store opened for reading. See the module docstring for the layout.
+
+    Each listed video's record is read from its own ``meta.json``, which describes its arrays even when the
+    entry was rebuilt after the manifest was written (a re-run of ``prepare`` that did not finish); a manifest
+    naming a video whose folder is missing or incomplete is refused.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -371,12 +507,42 @@ class Store:
             raise ValueError(f"{manifest_path}: not a {FORMAT} manifest")
         if manifest.get("version") != VERSION:
             raise ValueError(f"{manifest_path}: store version {manifest.get('version')}, this tstcnn reads {VERSION}")
+        if not isinstance(manifest.get("videos"), dict):
+            raise ValueError(f"{manifest_path}: no table of videos")
+        try:
+            for video_id in manifest["videos"]:
+                check_id(video_id)
+        except ValueError as exc:
+            raise ValueError(f"{manifest_path}: {exc}; the manifest was not written by tstcnn prepare") from None
         self.manifest = manifest
         self.prep = PrepConfig(**manifest["prep"])
         self.classes: tuple[str, ...] = tuple(manifest["classes"])
         self.flow_scale = float(manifest["flow_scale"])
-        self._entries = {vid: self._entry_from_record(vid, rec) for vid, rec in sorted(manifest["videos"].items())}
+        records = self._read_records(sorted(manifest["videos"]))
+        self._entries = {vid: self._entry_from_record(vid, rec) for vid, rec in records.items()}
         self._arrays: dict[str, VideoArrays] = {}
+
+    def _read_records(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each video's ``meta.json``; ValueError naming the first videos that have none."""
+        records, missing = {}, []
+        for video_id in ids:
+            meta_path = self.root / VIDEOS / video_id / META
+            try:
+                records[video_id] = json.loads(meta_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                missing.append(video_id)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{meta_path}: unreadable ({exc})") from None
+        if missing:
+            names = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
+            raise ValueError(f"{self.root}: {len(missing)} video(s) of the manifest are missing or incomplete: "
+                             f"{names}; run `tstcnn prepare` again to complete the store")
+        changed = [v for v in ids if records[v] != self.manifest["videos"][v]]
+        if changed:
+            logger.warning("%s: %d video(s) changed since the manifest was written (%s): read as they are now; "
+                           "run `tstcnn prepare` again to update the manifest", self.root, len(changed),
+                           ", ".join(map(repr, changed[:3])) + (" …" if len(changed) > 3 else ""))
+        return records
 
     @staticmethod
     def _entry_from_record(video_id: str, record: dict[str, Any]) -> VideoEntry:
