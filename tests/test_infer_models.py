@@ -1,7 +1,11 @@
 """predict / detect / export / visualize / scoring commands on a tiny run built through the checkpoint contract."""
 
 import base64
+import errno
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.runtime.checkpoint import save_checkpoint
 from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
+from tstcnn.infer import detect as detect_module
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
 from tstcnn.infer.scoring import score_detection
@@ -316,3 +321,50 @@ def test_score_commands_report_metrics_and_name_mismatched_videos(workspace, tmp
     write_actions(pred_dir / "v.xml", [Action(2, 15)])
     assert main(["score-detection", str(pred_dir), str(truth_dir)]) == 2
     assert "video 'v': stroke [2, 15) ends after the video's 12 frames" in capsys.readouterr().err
+
+
+def test_temporary_stores_of_killed_runs_are_removed_and_live_ones_kept(workspace, tmp_path):
+    _, run_dir, videos = workspace
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = tmp_path / f"tstcnn-prepared-{int(dead.stdout)}-abc123"
+    live = tmp_path / f"tstcnn-prepared-{os.getpid()}-def456"
+    foreign = tmp_path / "tstcnn-prepared-notapid"
+    for folder in (stale, live, foreign):
+        (folder / "videos").mkdir(parents=True)
+    items, _ = source_items([videos / "clip.mp4"])
+    with prepared_store(items, load_predictor(run_dir), work_dir=tmp_path) as (store, _):
+        assert store.root.name.startswith(f"tstcnn-prepared-{os.getpid()}-")
+        assert store.root.exists()
+    assert not stale.exists() and live.exists() and foreign.exists()
+    assert not store.root.exists()
+
+
+def test_a_killed_detection_never_leaves_a_summary_that_looks_complete(workspace, tmp_path, monkeypatch):
+    _, run_dir, videos = workspace
+    run, out = load_predictor(run_dir), tmp_path / "det"
+    detect_videos(run, [videos / "long.mp4"], out, DetectOptions(stride=4))
+    assert json.loads((out / "detection.json").read_text())["status"] == "complete"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detect_module, "write_detection", killed)
+    with pytest.raises(KeyboardInterrupt):
+        detect_videos(run, [videos / "long.mp4"], out, DetectOptions(stride=4))
+    assert json.loads((out / "detection.json").read_text())["status"] == "in progress"
+
+
+def test_a_full_disk_stops_detection_at_the_first_video_naming_it(workspace, tmp_path, monkeypatch):
+    _, run_dir, videos = workspace
+    calls = []
+
+    def full(out_dir, detection, *args, **kwargs):
+        calls.append(detection.video_id)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(detect_module, "write_detection", full)
+    with pytest.raises(OSError, match="video 'clip': no space left on device"):
+        detect_videos(load_predictor(run_dir), [videos / "clip.mp4", videos / "long.mp4"], tmp_path / "det",
+                      DetectOptions(stride=4))
+    assert calls == ["clip"]

@@ -18,7 +18,9 @@ per-frame probabilities).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +41,9 @@ from tstcnn.prep.store import Store, VideoEntry
 from tstcnn.progress import progress as progress_bar
 from tstcnn.viz.timeline import plot_timeline
 
-__all__ = ["DetectOptions", "VideoDetection", "detect_entry", "write_detection", "detect_store", "detect_videos"]
+SUMMARY = "detection.json"
+
+__all__ = ["SUMMARY", "mark_in_progress", "DetectOptions", "VideoDetection", "detect_entry", "write_detection", "detect_store", "detect_videos"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,6 @@ def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, tr
     video = detection.video_id
     paths = {"xml": out_dir / f"{video}.xml", "timeline": out_dir / f"{video}_timeline.png",
              "frames": out_dir / f"{video}_frames.npz"}
-    write_actions(paths["xml"], detection.actions)
     plot_timeline(paths["timeline"], detection.frame_probs, run.classes.classes, _negative_index(run),
                   detection.actions, truth, fps=detection.fps or None, threshold=threshold,
                   title=f"{video}: {len(detection.actions)} strokes found" +
@@ -121,6 +124,7 @@ def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, tr
         np.savez_compressed(handle, starts=detection.starts, window_probs=detection.window_probs.astype(np.float32),
                             frame_probs=detection.frame_probs.astype(np.float32),
                             classes=np.array(run.classes.classes))
+    write_actions(paths["xml"], detection.actions)  # last: a video's XML means all its files are there
     return paths
 
 
@@ -129,7 +133,7 @@ def _summary(detections: Sequence[VideoDetection], truth: Mapping[str, Sequence[
     windows = sum(len(d.starts) for d in detections)
     seconds = sum(d.seconds for d in detections)
     summary: dict[str, Any] = {
-        "options": dataclasses.asdict(options), "window": window, "problems": list(problems),
+        "status": "complete", "options": dataclasses.asdict(options), "window": window, "problems": list(problems),
         "videos": {d.video_id: {"frames": d.frames, "windows": len(d.starts), "strokes": len(d.actions),
                                 "seconds": round(d.seconds, 3)} for d in detections},
         "windows_per_second": windows / seconds if seconds else None,
@@ -162,17 +166,29 @@ def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOpt
     truth = dict(truth) if truth is not None else {e.id: list(e.actions) for e in entries if e.actions}
     total = sum(len(window_starts(e.frames, length, options.stride)) for e in entries)
     detections, problems = [], []
+    mark_in_progress(out_dir)
     with progress_bar(total=total, desc="detect", unit="window", enabled=progress) as bar:
         for entry in entries:
             try:
                 detection = detect_entry(run, reader, entry, options, bar)
                 write_detection(out_dir, detection, run, truth.get(entry.id), options.threshold)
                 detections.append(detection)
-            except (ValueError, OSError) as exc:
-                problems.append(str(exc))
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # every later video would fail the same way
+                    raise OSError(exc.errno, f"video {entry.id!r}: no space left on device in {out_dir}") from None
+                problems.append(f"video {entry.id!r}: {exc}")
+            except ValueError as exc:
+                problems.append(str(exc) if repr(entry.id) in str(exc) else f"video {entry.id!r}: {exc}")
     summary = _summary(detections, truth, options, problems, length)
-    atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1, default=float) + "\n")
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
     return detections, summary
+
+
+def mark_in_progress(out_dir: str | Path) -> None:
+    """Replace a previous run's ``detection.json`` by a marker, so that a killed run never looks complete."""
+    marker = {"status": "in progress", "pid": os.getpid(), "note": "a detection run is writing here, or was "
+              "killed; this file is replaced by the summary when a run finishes"}
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(marker, indent=1) + "\n")
 
 
 def _truth_beside(items: Sequence[Any]) -> tuple[dict[str, list[Action]], list[str]]:
@@ -205,10 +221,10 @@ def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, op
     with prepared_store(items, run, work_dir, progress) as (store, prep_problems):
         problems += prep_problems
         if store is None:
-            summary = {"problems": problems, "videos": {}}
-            atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1) + "\n")
+            summary = {"status": "complete", "problems": problems, "videos": {}}
+            atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1) + "\n")
             return [], summary
         detections, summary = detect_store(run, store, out_dir, options, truth=truth, progress=progress)
     summary["problems"] = problems + summary["problems"]
-    atomic_write_text(Path(out_dir) / "detection.json", json.dumps(summary, indent=1, default=float) + "\n")
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
     return detections, summary

@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -38,9 +41,11 @@ from tstcnn.runtime.checkpoint import load_run
 from tstcnn.runtime.inference import predict_batches
 from tstcnn.runtime.performance import compile_for_inference, inference_options, resolve_precision
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "run_reader",
-           "clip_probabilities", "window_probabilities", "classify_entry", "source_items", "prepared_store", "predict_store",
-           "predict_videos", "write_predictions"]
+           "clip_probabilities", "window_probabilities", "classify_entry", "source_items", "remove_stale_stores",
+           "prepared_store", "predict_store", "predict_videos", "write_predictions"]
 
 EXPORT_SUFFIXES = (".onnx", ".ts", ".json")
 
@@ -173,15 +178,44 @@ def source_items(paths: Sequence[str | Path]) -> tuple[list[SourceItem], list[st
     return items, problems
 
 
+_TEMPORARY_PREFIX = "tstcnn-prepared-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_stores(parent: str | Path | None = None) -> list[Path]:
+    """Delete the temporary stores that killed runs left in ``parent`` (the system's temporary folder by
+    default): those whose name carries the pid of a process that no longer exists. Returns what was removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    for path in parent.glob(f"{_TEMPORARY_PREFIX}*"):
+        pid = path.name[len(_TEMPORARY_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and not path.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path | None = None,
                    progress: bool = False) -> Iterator[tuple[Store | None, list[str]]]:
     """Prepare raw videos with the run's preparation settings into a temporary store.
 
     Yields ``(store, problems)``: the store of the videos that could be prepared (None when none could) and
-    one message per video that could not (unreadable, no frames…), so the others still go on.
+    one message per video that could not (unreadable, no frames…), so the others still go on. The store's
+    folder carries this process's pid, so that a later run can remove it if this one is killed.
     """
-    with tempfile.TemporaryDirectory(prefix="tstcnn-prepared-", dir=work_dir) as root:
+    for stale in remove_stale_stores(work_dir):
+        logger.info("removed %s, left by a run that was killed", stale)
+    with tempfile.TemporaryDirectory(prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", dir=work_dir) as root:
         problems, done = [], []
         for item in progress_bar(items, desc="prepare", unit="video", enabled=progress and len(items) > 1):
             result = prepare_video(item, root, run.prep)
