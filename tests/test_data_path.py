@@ -42,6 +42,7 @@ def _config(workers: int):
                     scheduler="constant")
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_weights_with_zero_and_two_loader_workers(store, tmp_path):
     serial = train(_config(0), store, tmp_path / "serial", progress=False)
     parallel = train(_config(2), store, tmp_path / "parallel", progress=False)
@@ -56,6 +57,7 @@ def test_same_seed_gives_the_same_weights_with_zero_and_two_loader_workers(store
     assert not torch.equal(load_checkpoint(fresh / "checkpoints" / "last.pt")["model"][first_conv], a[first_conv])
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_give_the_same_class_for_every_clip(store, tmp_path):
     run_dir = train(_config(0), store, tmp_path / "run", progress=False)
     results = evaluate(run_dir, ("test",), store=store, progress=False)

@@ -24,6 +24,7 @@ def tiny_preset(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_demo_writes_a_scored_run_and_resumes(tmp_path, tiny_preset):
     out = tmp_path / "demo"
     settings = DemoSettings(per_class=4, size=(128, 72), fps=12.0, workers=1, preset=tiny_preset, epochs=None)

@@ -39,6 +39,7 @@ def _torchrun(tmp_path: Path, block: str, batch_size: int, out: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     _torchrun(tmp_path, "none", 4, tmp_path / "ddp")
     single = fit(tiny_config(block="none", epochs=1, batch_size=8, lr=0.05, momentum=0.9),
@@ -58,6 +59,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     assert ddp_rows[0]["train_loss"] == pytest.approx(single_rows[0]["train_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_attention_model_trains_under_ddp_and_rank0_checkpoint_evaluates(tmp_path):
     _torchrun(tmp_path, "attention", 4, tmp_path / "ddp")
     data = tiny_data(n_train=16, n_val=6)

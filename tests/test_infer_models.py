@@ -202,6 +202,7 @@ def _has_cpp_compiler() -> bool:
 
 
 @pytest.mark.skipif(not _has_cpp_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.slow
 def test_compiled_predictor_pads_the_last_batch_and_agrees_with_fp32(workspace, tmp_path):
     _, _, videos = workspace
     run_dir = make_run(tmp_path / "run", modality="rgb", logit_scale=4.0)  # one branch: half the compile time

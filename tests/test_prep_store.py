@@ -4,7 +4,6 @@ import mmap
 import os
 import pickle
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -225,24 +224,25 @@ def test_flow_outliers_are_clipped_not_coarsening_the_step(tmp_path):
     assert store.entry("a").extra["flow_clipped_fraction"] > 0
 
 
-def test_paper_size_read_is_fast(tmp_path):
-    n, h, w = 120, 180, 320
+def test_reads_come_from_memory_maps_not_copies(tmp_path):
+    # A clip read must touch only its crop's rows: every plane is a view of the file's mapping, never a copy.
+    n, h, w = 12, 36, 64
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (n, h, w, 3), np.uint8)
     flow = rng.normal(0, 2, (n, h, w, 2)).astype(np.float32)
-    roi = np.stack([np.linspace(60, 260, n), np.full(n, 90.0)], 1)
+    roi = np.stack([np.linspace(20, 44, n), np.full(n, 18.0)], 1)
     write_video_entry(tmp_path, "a", rgb, flow, roi, {"split": "train", "fps": 25.0})
     finalize_store(tmp_path, PrepConfig(), ["x"])
-    store = Store(tmp_path)
-    store.read_clip("a", 0, 100, (120, 120))
-    best = min(_timed(lambda: store.read_clip("a", 10, 100, (120, 120))) for _ in range(3))
-    assert best < 0.05  # measured ~5 ms; generous for a loaded machine
+    arrays = Store(tmp_path).arrays("a")
 
+    def mapped(array: object) -> bool:
+        while array is not None:  # down the chain of views (as_strided wraps one in a helper object)
+            if isinstance(array, (np.memmap, mmap.mmap)):
+                return True
+            array = getattr(array, "base", None)
+        return False
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    assert all(mapped(plane) for plane in (arrays.y, arrays.u, arrays.v, arrays.flow))
 
 
 def test_companded_flow_keeps_small_and_large_motions(tmp_path):

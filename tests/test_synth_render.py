@@ -117,6 +117,7 @@ def test_trivial_features_shape_and_content():
     assert features[9 + 3] > 0 and features[9] == 0
 
 
+@pytest.mark.slow
 def test_difficulty_floor_trivial_statistics_stay_below_35_percent():
     """Logistic regression on per-clip colour and motion-energy statistics (issue 4: at most 35%)."""
     from sklearn.linear_model import LogisticRegression
