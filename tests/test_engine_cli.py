@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import yaml
 
-from engine_helpers import one_thread
 from tstcnn.cli import main
 from tstcnn.config import PrepConfig
+from tstcnn.engine.study import epochs_to_fraction, study_entries
 from tstcnn.prep.store import finalize_store, write_video_entry
+
+from engine_helpers import one_thread  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ("Serve Forehand Loop", "Offensive Backhand Hit", "Negative")
@@ -51,10 +53,12 @@ def test_train_evaluate_resume_through_the_command_line(store, tmp_path, capsys)
     run = tmp_path / "run"
     args = ["train", "--store", str(store), "--out", str(run), "--modality", "twin", "--block", "none",
             "--epochs", "2", "--scheduler", "constant", *TINY]
-    assert main(args) == 0
+    assert main([*args, "--lr", "0.05", "--no-nesterov", "--split-seed", "3", "--device", "cpu"]) == 0
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["num_classes"] == 3 and cfg["model"]["modality"] == "twin"
     assert cfg["train"]["epochs"] == 2 and cfg["train"]["scheduler"] == "constant"
+    assert cfg["train"]["lr"] == 0.05 and cfg["train"]["nesterov"] is False and cfg["data"]["split_seed"] == 3
+    assert cfg["model"]["input_size"] == [8, 16, 16] and cfg["train"]["batch_size"] == 2
     assert json.loads((run / "store.json").read_text())["path"] == str(store.resolve())
     assert "best validation accuracy" in capsys.readouterr().out
 
@@ -106,8 +110,6 @@ def test_study_writes_table_figure_and_fusion(store, tmp_path, capsys):
 
 
 def test_epochs_to_ninety_percent_of_best_validation():
-    from tstcnn.engine.study import epochs_to_fraction, study_entries
-
     rows = [{"epoch": e, "val_accuracy": a} for e, a in enumerate([0.1, 0.5, 0.85, 0.7, 0.9], start=1)]
     assert epochs_to_fraction(rows) == 4 - 1  # 0.85 ≥ 0.9 × 0.9 = 0.81 first at epoch 3
     assert epochs_to_fraction(rows, 1.0) == 5 and epochs_to_fraction([]) is None
