@@ -3,6 +3,7 @@ one name per concept (and the old names, deprecated), logging, and one-line erro
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
 
@@ -287,3 +288,27 @@ def test_report_command_writes_page_or_one_line_error(tmp_path, capsys):
     assert (run / "report.html").is_file() and "report.html" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nope")]) == 2
     _one_line_error(capsys, "report")
+
+
+def test_sigterm_ends_a_command_like_ctrl_c(tmp_path):
+    # A child that blocks inside a command; SIGTERM must unwind it (finally blocks run) and exit 130.
+    script = (
+        "import sys, time\n"
+        "from tstcnn.cli import main\n"
+        "from tstcnn.cli import tools\n"
+        "def slow(args):\n"
+        "    try:\n"
+        "        print('started', flush=True)\n"
+        "        __import__('time').sleep(60)\n"
+        "    finally:\n"
+        f"        open({str(tmp_path / 'cleaned')!r}, 'w').close()\n"
+        "tools.COMMANDS[0].run.__code__ = slow.__code__\n"
+        "sys.exit(main(['models']))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "started"
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and "interrupted" in err
+    assert (tmp_path / "cleaned").exists()

@@ -81,7 +81,7 @@ def test_predict_cli_writes_submission_and_csv_and_skips_unreadable_videos(works
     rc = main(["predict", str(run), str(videos / "clip.mp4"), str(videos / "short.mp4"), str(videos / "broken.mp4"),
                "--out", str(tmp_path), "--aggregation", "gaussian"])
     err = capsys.readouterr().err
-    assert rc == 0
+    assert rc == 1  # done, but an input was skipped
     skipped = [line for line in err.splitlines() if "skipped" in line]
     assert len(skipped) == 1 and "broken.mp4" in skipped[0]
     labels = read_submission(tmp_path / "submission.xml")
@@ -237,7 +237,7 @@ def test_progress_is_log_lines_off_a_terminal_and_nothing_when_quiet(workspace, 
     _, run_dir, videos = workspace
     assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err  # captured output is not a terminal: log lines, never a redrawn bar
-    assert "classify: 1/1 window (100%)" in err and "\r" not in err
+    assert "classify: 5/5 window (100%)" in err and "\r" not in err  # the clip's five windows
     assert main(["predict", str(run_dir), str(videos / "clip.mp4"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert main(["detect", str(run_dir), str(videos / "long.mp4"), "--out", str(tmp_path / "d"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from tstcnn import __version__
@@ -101,6 +103,17 @@ def configure_logging(level: int = logging.INFO) -> None:
     package.setLevel(level)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (``kill``, a scheduler's time limit) ends a command as Ctrl-C does: temporary files are removed
+    and locks released by the same ``finally`` blocks, instead of the process vanishing mid-write."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tstcnn`` with ``argv`` (default: the process's); returns the exit status.
 
@@ -114,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed on one line
         return int(exc.code or 0)
     configure_logging(args.log_level)
+    _interrupt_on_sigterm()
     for note in getattr(args, "deprecations", []):
         logger.warning("%s", note)
     try:

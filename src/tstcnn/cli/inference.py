@@ -34,6 +34,7 @@ from tstcnn.infer.predict import (
 from tstcnn.infer.scoring import read_classification_truth, read_detection_dir, score_classification, score_detection
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.layouts import LAYOUTS, VIDEO_EXTENSIONS, SourceItem, read_layout
+from tstcnn.io.locks import folder_lock
 from tstcnn.io.mediaeval import read_submission
 from tstcnn.io.video import count_frames
 from tstcnn.prep.store import Store
@@ -104,6 +105,11 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     _inputs_given(args)
+    with folder_lock(args.out, "tstcnn predict"):
+        return _predict_locked(args)
+
+
+def _predict_locked(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
     options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
@@ -124,7 +130,7 @@ def _predict(args: argparse.Namespace) -> int:
     xml, table = write_predictions(args.out, predictions, run.classes.classes)
     print(f"classified {len(predictions)} clips ({args.aggregation} of up to {args.windows} windows); "
           f"wrote {xml} and {table}")
-    return 0
+    return 1 if problems else 0  # done, but some inputs were skipped
 
 
 PREDICT = Command(
@@ -160,6 +166,11 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     _inputs_given(args)
+    with folder_lock(args.out, "tstcnn detect"):
+        return _detect_locked(args)
+
+
+def _detect_locked(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
@@ -179,7 +190,7 @@ def _detect(args: argparse.Namespace) -> int:
         scores = summary["scores"]
         print(f"against the ground truth of {len(scores['videos'])} videos: frame IoU {scores['frame_iou']:.3f}, "
               f"mAP (2021, max-left) {scores['map_2021']:.3f}, mAP (2022, mean P×R) {scores['map_2022']:.3f}")
-    return 0
+    return 1 if summary["problems"] else 0  # done, but some inputs were skipped
 
 
 DETECT = Command(
