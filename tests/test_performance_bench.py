@@ -41,8 +41,8 @@ def test_tiny_run_reports_every_case_and_the_ratios():
 
 
 def test_bench_command_rejects_bad_arguments_in_one_line(capsys):
-    assert main(["bench", "--size", "8x8"]) == 2
-    assert main(["bench", "--size", "8x32x32", "--train-cases", "turbo"]) == 2
+    assert main(["bench", "--input-size", "8x8"]) == 2
+    assert main(["bench", "--size", "8x32x32", "--train-cases", "turbo"]) == 2  # the former name still works
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("tstcnn bench: error: --size needs three values")
+    assert err[0].startswith("tstcnn bench: error: --input-size needs three values")
     assert err[1].startswith("tstcnn bench: error: unknown benchmark case 'turbo'")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -24,11 +25,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import get_args
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tstcnn.config import parse_size
+from tstcnn.config import BlockKind, Modality, parse_size
 from tstcnn.models import build_model
 from tstcnn.models.reference import reference_from_model
 from tstcnn.progress import progress as progress_bar
@@ -261,10 +263,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """Arguments of ``tstcnn bench`` and ``benchmarks/bench_model.py`` (one definition for both)."""
 
     parser = parser or argparse.ArgumentParser(prog="bench_model.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modality", default="twin", choices=("rgb", "flow", "twin"), help="model (default: twin)")
-    parser.add_argument("--block", default="attention", choices=("none", "residual", "attention"),
+    modalities = [m for m in get_args(Modality) if not m.startswith("i3d")]  # the TSTCNN family has a reference
+    parser.add_argument("--modality", default="twin", choices=modalities, help="model (default: twin)")
+    parser.add_argument("--block", default="attention", choices=get_args(BlockKind),
                         help="block after each stage (default: attention)")
-    parser.add_argument("--size", type=parse_size, default=(100, 120, 120), metavar="TxHxW",
+    parser.add_argument("--input-size", "--size", dest="size", type=parse_size, default=(100, 120, 120),
+                        metavar="TxHxW",
                         help="clip size; 100x120x120 is the paper's, 16x64x64 a quick check (default: 100x120x120)")
     parser.add_argument("--batch-size", type=int, default=2, help="samples per step (default: 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per case (default: 2)")
@@ -281,15 +285,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark described by parsed arguments; print the table and the JSON line."""
     if len(args.size) != 3:
-        raise ValueError(f"--size needs three values TxHxW, got {'x'.join(map(str, args.size))}")
+        raise ValueError(f"--input-size needs three values TxHxW, got {'x'.join(map(str, args.size))}")
     if min(args.batch_size, args.threads, args.steps) < 1 or args.warmup < 0:
         raise ValueError("--batch-size, --threads and --steps must be at least 1, --warmup at least 0")
 
     def names(text: str) -> tuple[str, ...]:
         return tuple(n for n in text.split(",") if n)
 
+    quiet = getattr(args, "log_level", logging.INFO) > logging.INFO  # tstcnn bench -q
     summary = run_benchmark(args.modality, args.block, args.size, args.batch_size, args.threads, args.steps,
-                            args.warmup, names(args.train_cases), names(args.infer_cases))
+                            args.warmup, names(args.train_cases), names(args.infer_cases), progress=not quiet)
     print(format_table(summary))
     print(json.dumps(summary))
     return 0

@@ -150,9 +150,9 @@ class FieldSpec:
 class ModelConfig:
     """The network. Paper size: Twin with three attention blocks on 100×120×120 clips."""
 
-    modality: Modality = setting(  # noqa: RUF009 - a dataclasses.field
+    modality: Modality = setting(
         "twin", "input streams: one branch (rgb, flow), both (twin), or an I3D stream")
-    block: BlockKind = setting(  # noqa: RUF009 - a dataclasses.field
+    block: BlockKind = setting(
         "attention", "block after each stage; attention is the paper's 3D attention")
     num_blocks: int = setting(3, "stages with a block, from the first", ge=0, le=3)
     num_classes: int = setting(21, "output classes", ge=1, derived="train sets it to the prepared store's classes")
@@ -168,7 +168,7 @@ class PrepConfig:
     """Decoding, optical flow and region of interest, done once by ``tstcnn prepare``."""
 
     width: int = setting(320, "frame width after resizing (aspect kept), before the flow", ge=1)
-    flow: FlowMethod = setting(  # noqa: RUF009 - a dataclasses.field
+    flow: FlowMethod = setting(
         "deepflow", "optical flow back-end; deepflow is the authors', dis the fast one")
     roi_smoothing: float = setting(5.0, "temporal smoothing of the ROI centre: standard deviation in frames", ge=0)
     flow_scale_sigmas: float = setting(3.0, "flow normalisation scale: mean + k std of the per-frame maximum flow "
@@ -188,7 +188,7 @@ class DataConfig:
     negatives_per_class: float = setting(1.0, "cap on mined negatives, as a multiple of the mean stroke-class count",
                                          ge=0)
     num_workers: int = setting(2, "data-loader worker processes", ge=0)
-    split_by: SplitMode = setting(  # noqa: RUF009 - a dataclasses.field
+    split_by: SplitMode = setting(
         "layout", "splits as the dataset layout gives them, or re-split by video")
     split_fractions: tuple[float, float, float] = setting((0.7, 0.15, 0.15), "train, validation and test shares "
                                                           "for split_by=video", ge=0, le=1, metavar="TRAINxVALxTEST")
@@ -209,7 +209,7 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "label smoothing of the training loss; 0 is plain cross-entropy, as in "
                                           "the paper", ge=0, lt=1)
     nesterov: bool = setting(True, "Nesterov momentum")
-    scheduler: SchedulerName = setting(  # noqa: RUF009 - a dataclasses.field
+    scheduler: SchedulerName = setting(
         "paper", "learning-rate schedule; paper: the loss-plateau re-scheduler of section IV-C")
     recent_window: int = setting(25, "re-scheduler: epochs of the recent mean loss, compared with the mean of the "
                                      "previous_window epochs before them", ge=1)
@@ -221,7 +221,7 @@ class TrainConfig:
     accuracy_drop: float = setting(0.7, "re-scheduler: a validation accuracy below this x best changes the rate at "
                                         "once", ge=0, le=1)
     step_size: int = setting(100, "scheduler step: epochs between two changes", ge=1)
-    precision: Precision = setting(  # noqa: RUF009 - a dataclasses.field
+    precision: Precision = setting(
         "fp32", "autocast precision; auto is bf16 where the CPU or GPU has fast bf16, else fp32, the reference")
     channels_last: bool = setting(False, "channels-last 3D memory format for activations")
     compile: bool = setting(False, "torch.compile the model")

@@ -18,6 +18,7 @@ from typing import Any
 
 from tstcnn.config import Config, load_config, override
 from tstcnn.engine import evaluate, train
+from tstcnn.engine.distributed import default_device
 from tstcnn.infer.attention import visualize_attention
 from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, write_predictions
 from tstcnn.infer.scoring import score_classification
@@ -58,8 +59,10 @@ def demo_config(settings: DemoSettings) -> Config:
     return override(load_config(settings.preset), "train", epochs=settings.epochs, seed=settings.seed)
 
 
-def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
-    """Run the demo into ``out`` and return what ``out/results.json`` holds."""
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True,
+             device: str | None = None) -> dict[str, Any]:
+    """Run the demo into ``out`` on ``device`` (CUDA when present by default) and return what
+    ``out/results.json`` holds."""
     out = Path(out)
     data, store_dir = out / "data", out / "store"
     cfg = demo_config(settings)
@@ -81,14 +84,14 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progre
 
     started = time.perf_counter()
     store = Store(store_dir)
-    train(cfg, store, out, resume=True, progress=progress)
+    train(cfg, store, out, resume=True, device=device, progress=progress)
     _step(timings, "train", started)
 
     started = time.perf_counter()
-    results = evaluate(out, ("train", "validation", "test"), store=store, progress=progress)
+    results = evaluate(out, ("train", "validation", "test"), store=store, device=device, progress=progress)
     # The submission takes the inference path with evaluate's settings and batches (bf16 + channels-last where
     # bf16 is fast), so that its score and the test accuracy are the same figure.
-    predictor = load_predictor(out)
+    predictor = load_predictor(out, device=str(device or default_device()))
     options = PredictOptions(aggregation="centre", windows=1, batch_size=cfg.train.batch_size)
     predictions, problems = predict_store(predictor, store, options, split="test")
     if problems:

@@ -32,12 +32,12 @@ from tstcnn.config import (
     parse_size,
 )
 from tstcnn.engine.distributed import default_device
+from tstcnn.runtime.checkpoint import CHECKPOINTS
 
 __all__ = ["CHECKPOINTS", "add_log_options", "show_progress", "add_deprecated_alias", "integer", "number", "device",
            "add_config_option", "add_checkpoint_option", "add_device_option", "add_config_flags", "config_from_args",
            "config_dest", "config_type"]
 
-CHECKPOINTS = ("best", "last")  # the checkpoints a run folder holds (runtime.checkpoint.checkpoint_path)
 
 
 def add_log_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:

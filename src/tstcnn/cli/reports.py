@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tstcnn.cli.command import Command, UsageError
-from tstcnn.cli.options import integer, number, show_progress
+from tstcnn.cli.options import add_device_option, integer, number, show_progress
 from tstcnn.config import parse_size
 from tstcnn.demo import DemoSettings, run_demo, summary_lines
 from tstcnn.viz.report import build_report
@@ -47,6 +47,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data and training seed (default: %(default)s)")
     parser.add_argument("--workers", type=integer(ge=1), default=defaults.workers, metavar="N",
                         help="processes generating and preparing videos (default: %(default)s)")
+    add_device_option(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -56,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--per-class must be at least 4 (so every split has clips), got {args.per_class}")
     settings = DemoSettings(per_class=args.per_class, size=tuple(args.size), fps=args.fps, seed=args.seed,
                             workers=args.workers, epochs=args.epochs)
-    results = run_demo(args.out, settings, progress=show_progress(args))
+    results = run_demo(args.out, settings, progress=show_progress(args), device=args.device)
     for line in summary_lines(results, args.out):
         print(line)
     return 0

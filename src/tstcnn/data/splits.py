@@ -14,12 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tstcnn.config import DataConfig
+from typing import get_args
+
+from tstcnn.config import DataConfig, SplitMode
 
 __all__ = ["SPLITS", "SPLIT_MODES", "split_by_video", "assign_splits"]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-SPLIT_MODES: tuple[str, ...] = ("layout", "video")
+SPLIT_MODES: tuple[str, ...] = get_args(SplitMode)
 
 
 def split_by_video(strata: Mapping[str, str], fractions: Sequence[float], seed: int) -> dict[str, str]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import get_args, Any
 
-from tstcnn.config import TrainConfig
+from tstcnn.config import SchedulerName, TrainConfig
 
 __all__ = ["LRChange", "EpochScheduler", "PaperReScheduler", "CosineScheduler", "StepScheduler",
            "ConstantScheduler", "SCHEDULERS", "build_scheduler"]
@@ -150,7 +150,7 @@ class PaperReScheduler(EpochScheduler):
         self.last_change = int(state["last_change"])
 
 
-SCHEDULERS = ("paper", "cosine", "step", "constant")
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerName)
 
 
 def build_scheduler(train: TrainConfig) -> EpochScheduler:

@@ -167,13 +167,13 @@ def run_study(cfg: Config, store: Any, out_dir: str | Path, *, models: Sequence[
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, curves = [], {}
     for entry in study_entries(models):
-        entry_cfg = _entry_config(cfg, entry)
         if progress:
             logger.info("== %s (%s)", entry.label, out_dir / entry.name)
         if entry.fuses:
             results, metrics = _fuse(cfg, store, out_dir, entry, device, progress), []
             parameters = (None, None)
         else:
+            entry_cfg = _entry_config(cfg, entry)
             results = _train_and_evaluate(entry_cfg, store, out_dir / entry.name, device, progress)
             metrics = read_metrics(out_dir / entry.name / "metrics.jsonl")
             curves[entry.label] = metrics

@@ -32,9 +32,10 @@ from tstcnn.io.atomic import atomic_path
 from tstcnn.models import build_model_from_config
 from tstcnn.taxonomy import Taxonomy
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LoadedRun", "save_checkpoint", "load_checkpoint",
+__all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LoadedRun", "save_checkpoint", "load_checkpoint",
            "check_compatible", "build_model_from_checkpoint", "checkpoint_path", "load_run"]
 
+CHECKPOINTS = ("best", "last")  # the states a run folder keeps: best validation accuracy, latest epoch
 CHECKPOINT_FORMAT = "tstcnn-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED = ("config", "classes", "model", "epoch")
@@ -176,8 +177,8 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return run_dir
-    if which not in ("best", "last"):
-        raise ValueError(f"unknown checkpoint {which!r}; allowed: best, last")
+    if which not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {which!r}; allowed: {', '.join(CHECKPOINTS)}")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder or checkpoint file")
     return run_dir / "checkpoints" / f"{which}.pt"
