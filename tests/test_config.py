@@ -129,3 +129,17 @@ def test_the_library_allows_the_values_the_config_allows():
     assert get_args(Modality) == MODALITIES and get_args(BlockKind) == BLOCK_KINDS
     assert get_args(FlowMethod) == FLOW_METHODS and get_args(SplitMode) == SPLIT_MODES
     assert get_args(SchedulerName) == SCHEDULERS
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  lr: [oops\n", r"not a valid YAML config at line 3"),
+    ('train: !!python/object/apply:os.system ["echo never"]\n', r"could not determine a constructor for the tag"),
+    ("train:\n  lr: fast\n", r"train.lr must be a number"),
+    ("- a list\n", r"must be a mapping of sections"),
+])
+def test_bad_yaml_configs_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)

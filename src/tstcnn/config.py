@@ -344,7 +344,15 @@ def load_config(name_or_path: str | Path = "paper") -> Config:
     path = Path(name_or_path)
     if not path.is_file():
         raise ValueError(f"no preset or config file {key!r}; presets: {', '.join(sorted(PRESETS))}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:  # syntax errors and tags such as !!python/... that safe_load refuses
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"{path}: not a valid YAML config{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must be a mapping of sections")
     return config_from_dict(data)
