@@ -1,6 +1,14 @@
 import pytest
 
-from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, read_submission, write_actions, write_submission
+from tstcnn.io.mediaeval import (
+    MAX_ACTIONS_PER_VIDEO,
+    Action,
+    AnnotationError,
+    read_actions,
+    read_submission,
+    write_actions,
+    write_submission,
+)
 
 
 def test_actions_round_trip_with_and_without_move(tmp_path):
@@ -53,3 +61,21 @@ def test_submission_duplicates_and_missing_attributes(tmp_path):
         read_submission(path)
     with pytest.raises(AnnotationError, match="cannot read"):
         read_actions(tmp_path / "missing.xml")
+
+
+def test_an_annotation_with_more_strokes_than_the_cap_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "huge.xml"
+    actions = "".join(f'<action begin="{i}" end="{i + 1}"/>' for i in range(MAX_ACTIONS_PER_VIDEO + 1))
+    path.write_text(f"<video>{actions}</video>")
+    with pytest.raises(AnnotationError, match=f"more than {MAX_ACTIONS_PER_VIDEO} <action> elements") as info:
+        read_actions(path)
+    assert "huge.xml" in str(info.value) and "\n" not in str(info.value)
+    assert len(read_actions(path, max_actions=MAX_ACTIONS_PER_VIDEO + 1)) == MAX_ACTIONS_PER_VIDEO + 1
+    assert MAX_ACTIONS_PER_VIDEO == 100_000
+
+
+def test_actions_nested_in_other_elements_are_read_in_file_order(tmp_path):
+    path = tmp_path / "nested.xml"
+    path.write_text('<video><action begin="1" end="2"/><set><action begin="3" end="4" move="M"/></set>'
+                    '<action begin="5" end="6"/></video>')
+    assert read_actions(path) == [Action(1, 2), Action(3, 4, "M"), Action(5, 6)]

@@ -207,13 +207,19 @@ def _score_classification_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission", metavar="SUBMISSION", help="the submission XML")
     parser.add_argument("gt", metavar="GT", help="ground-truth XML or <Class>/<video> folder")
     parser.add_argument("--classes", default=None, metavar="FILE", help="class names file (default: TTStroke-21)")
+    parser.add_argument("--match-stem", action="store_true",
+                        help="match videos by name without extension (default: exact file names, as the organisers)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="folder for scores.json and confusion_*.png (default: none)")
 
 
 def _score_classification(args: argparse.Namespace) -> int:
     taxonomy = load_taxonomy(args.classes)
-    report = score_classification(read_submission(args.submission), read_classification_truth(args.gt), taxonomy)
+    report = score_classification(read_submission(args.submission), read_classification_truth(args.gt), taxonomy,
+                                  match_stem=args.match_stem)
+    if args.match_stem:
+        print("videos matched by name without extension (--match-stem); the organisers' scripts compare exact "
+              "file names")
     print(f"{report['num_videos']} videos, accuracy {report['accuracy']:.4f}")
     for grouping, values in report.get("groupings", {}).items():
         print(f"  by {grouping}: accuracy {values['accuracy']:.4f}")
@@ -230,7 +236,8 @@ SCORE_CLASSIFICATION = Command(
     "Score a MediaEval classification submission (<videos><video name class/>) against ground truth: a "
     "submission-style XML, or a <Class>/<video> folder layout. Prints the accuracy (and by stroke type, hand, "
     "type+hand) and writes the report and the confusion matrices (PNG, rows normalised, and CSV counts). Videos are "
-    "matched by name without extension; mismatches are refused with the video named.",
+    "matched by exact file name, as the organisers' scripts match them (--match-stem: without extension); "
+    "mismatches are refused with the video named.",
     _score_classification_arguments, _score_classification)
 
 
@@ -249,7 +256,9 @@ def _score_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth <id>.xml")
     parser.add_argument("--videos", default=None, metavar="DIR",
                         help="folder of the <id>.mp4 videos, to check strokes end inside them (default: GT_DIR)")
-    parser.add_argument("--classes", default=None, metavar="FILE", help="class names file (default: TTStroke-21)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse two strokes of a video with IoU above 0.5, as the organisers' verification does "
+                             "(default: a warning naming them)")
     parser.add_argument("--out", default=None, metavar="FILE.json", help="also write the scores as JSON here")
 
 
@@ -259,7 +268,7 @@ def _score_detection(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.gt_dir}: no ground-truth <id>.xml files")
     predictions = read_detection_dir(args.pred_dir)
     frames = _frame_counts(Path(args.videos or args.gt_dir), sorted(truth))
-    scores = score_detection(predictions, truth, frames, load_taxonomy(args.classes).classes)
+    scores = score_detection(predictions, truth, frames, strict=args.strict)
     print(f"{len(truth)} videos, {scores.num_predicted} predicted vs {scores.num_true} true strokes"
           + ("" if len(frames) == len(truth) else f" ({len(truth) - len(frames)} videos not found: stroke ends "
              "checked against nothing)"))
@@ -281,8 +290,9 @@ SCORE_DETECTION = Command(
     "Score a detection run (one <id>.xml per video) against ground truth (the same layout): frame-level IoU over "
     "the whole set, and per IoU threshold 0.50:0.05:0.95 the precision and recall of one-to-one stroke matches, "
     "summarised as mAP 2021 (the 2021 scorer: max-left precision over recall) and mAP 2022 (the 2022 scorer: mean "
-    "of precision x recall). A submission that does not match (missing video, unknown class, stroke outside the "
-    "video) is refused with the video named.",
+    "of precision x recall). A submission that does not match (missing video, stroke outside the video) is refused "
+    "with the video named; the strokes' move is ignored, as the organisers ignore it. Two strokes of a video with IoU "
+    "above 0.5 are named in a warning, or refused with --strict.",
     _score_detection_arguments, _score_detection)
 
 

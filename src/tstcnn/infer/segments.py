@@ -4,6 +4,9 @@ A frame is a stroke frame when its probability of not being ``Negative`` reaches
 of stroke frames become segments ``[begin, end)`` (end exclusive, as MediaEval XML); gaps shorter than
 ``max_gap`` frames are bridged, then segments shorter than ``min_length`` frames are dropped. Each
 segment takes the stroke class with the highest mean probability over its frames.
+
+Segments are runs of one mask, so they never share a frame: no two strokes of a video overlap, which keeps
+the organisers' format rule that two predicted strokes have an IoU below 0.5.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def frames_to_segments(probs: np.ndarray, classes: Sequence[str], negative_index
         max_gap: gaps between segments shorter than this are filled first.
 
     Returns:
-        ``Action(begin, end, move)`` per stroke, in time order, ``end`` exclusive.
+        ``Action(begin, end, move)`` per stroke, in time order, ``end`` exclusive, no two sharing a frame.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(classes):

@@ -2,7 +2,7 @@
 
 Top panel: the stroke probability (1 − p(Negative)) after smoothing, the threshold, and the probability
 of each stroke class that wins somewhere. Bottom panel: one row of predicted segments, one of true
-strokes when known, each segment coloured by class and labelled when wide enough.
+strokes when known, each segment coloured by class; each row is one collection, however many strokes it holds.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ __all__ = ["plot_timeline"]
 
 
 def _segment_row(ax, actions: Sequence[Action], row: float, colours: dict[str, tuple], scale: float) -> None:
-    for action in actions:
-        colour = colours.get(action.move or "", (0.4, 0.4, 0.4, 1.0))
-        ax.broken_barh([(action.begin * scale, (action.end - action.begin) * scale)], (row - 0.35, 0.7),
-                       facecolors=colour)
+    """One row of segments as a single collection: a long video's thousands of strokes stay one artist."""
+    if not actions:
+        return
+    unknown = (0.4, 0.4, 0.4, 1.0)
+    ax.broken_barh([(a.begin * scale, (a.end - a.begin) * scale) for a in actions], (row - 0.35, 0.7),
+                   facecolors=[colours.get(a.move or "", unknown) for a in actions])
 
 
 def plot_timeline(path: str | Path, frame_probs: np.ndarray, classes: Sequence[str], negative_index: int,
