@@ -93,6 +93,9 @@ def test_predict_cli_writes_submission_and_csv_and_skips_unreadable_videos(works
     for row in by_name.values():
         scores = [float(v) for v in row[4:]]
         assert sum(scores) == pytest.approx(1.0, abs=1e-5) and row[1] == CLASSES[int(np.argmax(scores))]
+    # The organisers' scripts read <run>/test.xml, alone in its folder: the same submission.
+    assert [p.name for p in (tmp_path / "mediaeval-run").iterdir()] == ["test.xml"]
+    assert read_submission(tmp_path / "mediaeval-run" / "test.xml") == labels
 
 
 def test_raw_videos_are_prepared_with_the_runs_settings_and_normalisation(workspace):

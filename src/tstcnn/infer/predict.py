@@ -1,10 +1,12 @@
 """Classify trimmed clips with a trained model, from raw videos or from a prepared store.
 
 Clips are read exactly as the run's validation clips were (the same :class:`tstcnn.data.ClipReader` and
-loader: the ROI-centred crop, the same centring of short clips, flow divided by the run's own ``flow_scale``). Raw videos are first
-prepared with the run's own preparation settings (width, flow method, ROI smoothing) into a temporary store,
-one video at a time, streaming (long videos never sit in memory whole). A clip longer than the network's
-window is classified from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
+loader: the ROI-centred crop, the same centring of short clips, flow divided by the run's own ``flow_scale``). Raw
+videos are prepared with the run's own preparation settings (width, flow method, ROI smoothing) in a stream
+(:mod:`tstcnn.prep.stream`), so the temporary disk is bounded whatever the videos' number and length: clips that
+fit in one chunk are gathered into a temporary store of about one chunk, classified together and deleted; a
+longer video is counted, then classified chunk by chunk. A clip longer than the network's window is classified
+from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
 
 A "run" here is :class:`tstcnn.runtime.checkpoint.LoadedRun` or an export's
 :class:`tstcnn.infer.export.ExportedRun`: both give ``model``, ``config``, ``classes``, ``flow_scale``, ``prep``.
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,9 +37,11 @@ from tstcnn.infer.export import load_export
 from tstcnn.infer.windows import clip_window_starts, window_centres
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.layouts import VIDEO_EXTENSIONS, SourceItem
-from tstcnn.io.mediaeval import write_submission
+from tstcnn.io.mediaeval import write_organisers_run, write_submission
+from tstcnn.io.video import VideoError, count_frames
 from tstcnn.prep.prepare import prepare_video
-from tstcnn.prep.store import Store, VideoEntry, finalize_store
+from tstcnn.prep.store import Store, VideoEntry, finalize_store, move_entry
+from tstcnn.prep.stream import CHUNK_FRAMES, Chunk, stream_chunks
 from tstcnn.progress import progress as progress_bar
 from tstcnn.runtime.checkpoint import load_run
 from tstcnn.runtime.inference import predict_batches
@@ -43,11 +49,13 @@ from tstcnn.runtime.performance import compile_for_inference, inference_options,
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "load_predictor", "run_reader",
+__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "StreamedWindows", "load_predictor", "run_reader",
            "clip_probabilities", "window_probabilities", "classify_entry", "source_items", "remove_stale_stores",
-           "prepared_store", "predict_store", "predict_videos", "write_predictions"]
+           "work_folder", "prepared_store", "stream_windows", "stream_problem", "predict_store", "predict_items",
+           "predict_videos", "write_predictions"]
 
 EXPORT_SUFFIXES = (".onnx", ".ts", ".json")
+ORGANISERS_RUN = "mediaeval-run"  # the run folder the MediaEval organisers' scripts read
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,11 @@ def _device(run: Any) -> torch.device:
     if parameters is None:
         return torch.device("cpu")
     return next(parameters()).device
+
+
+def _window(run: Any) -> int:
+    """The network's window: frames per input clip."""
+    return int(run.config.model.input_size[0])
 
 
 def run_reader(store: Store, run: Any, modality: str | None = None) -> ClipReader:
@@ -205,17 +218,25 @@ def remove_stale_stores(parent: str | Path | None = None) -> list[Path]:
 
 
 @contextlib.contextmanager
-def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path | None = None,
-                   progress: bool = False) -> Iterator[tuple[Store | None, list[str]]]:
-    """Prepare raw videos with the run's preparation settings into a temporary store.
-
-    Yields ``(store, problems)``: the store of the videos that could be prepared (None when none could) and
-    one message per video that could not (unreadable, no frames…), so the others still go on. The store's
-    folder carries this process's pid, so that a later run can remove it if this one is killed.
-    """
+def work_folder(work_dir: str | Path | None = None) -> Iterator[Path]:
+    """A temporary folder for prepared videos, removed on leaving; its name carries this process's pid, so that
+    a later run removes it if this one is killed (those of killed runs are removed first)."""
     for stale in remove_stale_stores(work_dir):
         logger.info("removed %s, left by a run that was killed", stale)
     with tempfile.TemporaryDirectory(prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", dir=work_dir) as root:
+        yield Path(root)
+
+
+@contextlib.contextmanager
+def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path | None = None,
+                   progress: bool = False) -> Iterator[tuple[Store | None, list[str]]]:
+    """Prepare raw videos with the run's preparation settings into one temporary store of all of them.
+
+    Yields ``(store, problems)``: the store of the videos that could be prepared (None when none could) and
+    one message per video that could not (unreadable, no frames…), so the others still go on. The store holds
+    every video whole: :func:`predict_items` and ``detect_videos`` stream instead, in bounded disk.
+    """
+    with work_folder(work_dir) as root:
         problems, done = [], []
         for item in progress_bar(items, desc="prepare", unit="video", enabled=progress and len(items) > 1):
             result = prepare_video(item, root, run.prep)
@@ -228,6 +249,54 @@ def prepared_store(items: Sequence[SourceItem], run: Any, work_dir: str | Path |
             finalize_store(root, run.prep, run.classes.classes, layout="inference", videos=done)
             store = Store(root)
         yield store, problems
+
+
+@dataclass
+class StreamedWindows:
+    """The windows of one raw video classified chunk by chunk: its entry (decoded frame count, fps, source), the
+    window starts in the video's frames, their probabilities, and the seconds spent in the network."""
+
+    entry: VideoEntry
+    starts: np.ndarray  # (W,) int64, increasing
+    probs: np.ndarray  # (W, C)
+    seconds: float
+
+
+def stream_windows(run: Any, item: SourceItem, starts_for: Callable[[Chunk], np.ndarray], work_dir: str | Path, *,
+                   batch_size: int, chunk_frames: int = CHUNK_FRAMES, progress: Any = None) -> StreamedWindows:
+    """Prepare one raw video chunk by chunk (:func:`~tstcnn.prep.stream.stream_chunks`) and classify the windows
+    ``starts_for(chunk)`` gives for each chunk (starts in the video's frames, from ``chunk.select``).
+
+    Each chunk's store is deleted before the next is prepared, so the temporary disk stays about one chunk.
+    """
+    starts, probs, seconds, entry = [], [], 0.0, None
+    chunks = stream_chunks(item.path, item.id, run.prep, work_dir, run.classes.classes, overlap=_window(run) - 1,
+                           chunk_frames=chunk_frames)
+    with contextlib.closing(chunks):  # an error leaves no chunk behind
+        for chunk in chunks:
+            chosen = np.asarray(starts_for(chunk), np.int64)
+            if len(chosen):
+                began = time.perf_counter()
+                reader = run_reader(chunk.store, run)
+                probs.append(window_probabilities(run, reader, item.id, chosen - chunk.first, batch_size, progress))
+                starts.append(chosen)
+                seconds += time.perf_counter() - began
+            if chunk.last:
+                entry = replace(chunk.store.entry(item.id), frames=chunk.frames)
+    if entry is None or not starts:
+        raise ValueError(f"video {item.id!r}: no window to classify")
+    return StreamedWindows(entry, np.concatenate(starts), np.concatenate(probs), seconds)
+
+
+def stream_problem(item: SourceItem, exc: Exception, work_dir: str | Path | None) -> str:
+    """The one-line problem of a video that could not be streamed; a full work folder stops the run instead,
+    since every later video would fail the same way."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = work_dir or tempfile.gettempdir()
+        raise OSError(exc.errno, f"video {item.id!r}: no space left on device in {where} (--work-dir)") from None
+    if isinstance(exc, VideoError) or str(item.path) in str(exc):
+        return str(exc)
+    return str(exc) if repr(item.id) in str(exc) else f"{item.path}: {exc}"
 
 
 def predict_store(run: Any, store: Store, options: PredictOptions, split: str | None = None,
@@ -260,26 +329,92 @@ def predict_store(run: Any, store: Store, options: PredictOptions, split: str | 
     return predictions, problems
 
 
+class _NeedsFrameCount(Exception):
+    """A clip longer than a chunk: its windows depend on its frame count, which the stream gives only at the end."""
+
+
+def _predict_long(run: Any, item: SourceItem, options: PredictOptions, work_dir: Path, chunk_frames: int,
+                  progress: bool) -> ClipPrediction:
+    """Classify a clip longer than a chunk: count its frames (one decoding pass), then stream it chunk by chunk."""
+    length = _window(run)
+    try:
+        frames = count_frames(item.path)
+    except VideoError as exc:
+        raise VideoError(f"{item.path}: cannot count its frames ({exc})") from None
+    starts = clip_window_starts(frames, length, 1 if options.aggregation == "centre" else options.windows)
+    with progress_bar(total=len(starts), desc="classify", unit="window", enabled=progress) as bar:
+        streamed = stream_windows(run, item, lambda chunk: chunk.select(starts), work_dir,
+                                  batch_size=options.batch_size, chunk_frames=chunk_frames, progress=bar)
+    if streamed.entry.frames != frames:
+        raise VideoError(f"{item.path}: {streamed.entry.frames} frames decoded, {frames} counted before")
+    return _aggregate(run, streamed.entry, streamed.starts, streamed.probs, length, options)
+
+
+def predict_items(run: Any, items: Sequence[SourceItem], options: PredictOptions, work_dir: str | Path | None = None,
+                  progress: bool = False, chunk_frames: int = CHUNK_FRAMES) -> tuple[list[ClipPrediction], list[str]]:
+    """Classify raw videos in bounded temporary disk; a video that fails is named, the others go on.
+
+    Clips of one chunk or less are prepared whole (exactly as ``prepare`` would) into a shared temporary store,
+    which is classified (full batches across clips) and deleted whenever it holds ``chunk_frames`` frames;
+    a longer clip is streamed on its own (:func:`_predict_long`).
+    """
+    predictions, problems = [], []
+    with work_folder(work_dir) as root:
+        clips, held = root / "clips", 0
+
+        def classify_held() -> None:
+            nonlocal held
+            if held:
+                finalize_store(clips, run.prep, run.classes.classes, layout="inference")
+                done, more = predict_store(run, Store(clips), options, progress=progress)
+                predictions.extend(done)
+                problems.extend(more)
+            shutil.rmtree(clips, ignore_errors=True)
+            held = 0
+
+        for item in progress_bar(items, desc="prepare", unit="video", enabled=progress and len(items) > 1):
+            try:
+                try:
+                    # closed on leaving, so that its chunks are gone before the clip is streamed again
+                    with contextlib.closing(stream_chunks(item.path, item.id, run.prep, root / "stream",
+                                                          run.classes.classes, overlap=_window(run) - 1,
+                                                          chunk_frames=chunk_frames)) as chunks:
+                        for chunk in chunks:
+                            if not chunk.last:
+                                raise _NeedsFrameCount
+                            move_entry(chunk.store.root, clips, item.id)  # kept past its chunk, for shared batches
+                            held += chunk.frames
+                except _NeedsFrameCount:
+                    predictions.append(_predict_long(run, item, options, root / "stream", chunk_frames, progress))
+            except (VideoError, ValueError, OSError) as exc:
+                problems.append(stream_problem(item, exc, work_dir))
+            if held >= chunk_frames:
+                classify_held()
+        classify_held()
+    return predictions, problems
+
+
 def predict_videos(run: Any, paths: Sequence[str | Path], options: PredictOptions, work_dir: str | Path | None = None,
-                   progress: bool = False) -> tuple[list[ClipPrediction], list[str]]:
-    """Classify raw video files (or folders of them), prepared on the fly; problems are named per video."""
+                   progress: bool = False, chunk_frames: int = CHUNK_FRAMES) -> tuple[list[ClipPrediction], list[str]]:
+    """Classify raw video files (or folders of them), prepared on the fly in bounded temporary disk
+    (:func:`predict_items`); problems are named per video."""
     if not paths:
         raise ValueError("no videos given")
     items, problems = source_items(paths)
-    with prepared_store(items, run, work_dir, progress) as (store, prep_problems):
-        problems += prep_problems
-        if store is None:
-            return [], problems
-        predictions, more = predict_store(run, store, options, progress=progress)
+    predictions, more = predict_items(run, items, options, work_dir, progress, chunk_frames)
     return predictions, problems + more
 
 
 def write_predictions(out_dir: str | Path, predictions: Sequence[ClipPrediction], classes: Sequence[str]
                       ) -> tuple[Path, Path]:
-    """Write the MediaEval submission ``submission.xml`` and ``predictions.csv`` (one column per class)."""
+    """Write the MediaEval submission ``submission.xml``, the same as a run folder in the organisers' layout
+    (``mediaeval-run/test.xml``, alone in its folder, as their scripts read it) and ``predictions.csv`` (one
+    column per class)."""
     out_dir = Path(out_dir)
     xml = out_dir / "submission.xml"
-    write_submission(xml, {p.name: p.label for p in predictions})
+    labels = {p.name: p.label for p in predictions}
+    write_submission(xml, labels)
+    write_organisers_run(out_dir / ORGANISERS_RUN, labels=labels)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["video", "class", "score", "windows", *classes])
