@@ -16,11 +16,12 @@ import pytest
 
 from tstcnn.cli import main
 from tstcnn.config import PrepConfig, load_config, override
+from tstcnn.io.layouts import SourceItem
 from tstcnn.io.mediaeval import Action, write_actions
 from tstcnn.io.video import VideoWriter, count_frames, read_frames
 from tstcnn.prep import prepare as prepare_module
-from tstcnn.prep.prepare import merge_shards, prepare_dataset, prepare_video_arrays
-from tstcnn.prep.store import Store, VideoEntryWriter
+from tstcnn.prep.prepare import merge_shards, prepare_dataset, prepare_video, prepare_video_arrays
+from tstcnn.prep.store import MAX_ACTIONS, Store, VideoEntryWriter
 
 PREP = PrepConfig(width=64, flow="dis", roi_smoothing=1.0)
 LOOP = "Serve Forehand Loop"
@@ -490,3 +491,70 @@ def test_merge_refuses_shard_records_naming_paths_outside(tmp_path, bad):
     with pytest.raises(ValueError, match="0-of-1.json: video id") as error:
         merge_shards(out)
     assert "\n" not in str(error.value) and not (out / "manifest.json").exists()
+
+
+def test_a_video_with_more_strokes_than_the_cap_is_named_before_it_is_decoded(tmp_path):
+    strokes = tuple(Action(i, i + 1, LOOP) for i in range(MAX_ACTIONS + 1))
+    item = SourceItem("v", tmp_path / "not-decoded.mp4", "train", actions=strokes, annotation=tmp_path / "v.xml")
+    result = prepare_video(item, tmp_path / "store", PREP)
+    assert result.problems == [f"{tmp_path / 'v.xml'}: {MAX_ACTIONS + 1} strokes for video 'v', more than the "
+                               f"{MAX_ACTIONS} a video may have"]  # not "cannot open video": nothing was decoded
+    assert not (tmp_path / "store").exists()
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Pids of the worker processes (spawned by multiprocessing) whose parent is ``pid``."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            workers.append(int(entry.name))
+    return workers
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_workers_end_with_a_killed_prepare(tmp_path, signum):
+    _folders_dataset(tmp_path / "data", {f"v{i}": 150 for i in range(6)})
+    out = tmp_path / "store"
+    process = subprocess.Popen([sys.executable, "-m", "tstcnn.cli", "prepare", "--source", str(tmp_path / "data"),
+                                "--layout", "folders", "--config", "cpu-small", "--width", "64", "--flow", "farneback",
+                                "--workers", "2", "--quiet", "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while (len(workers) < 2 or not list(out.glob("videos/.*.tmp"))) and time.monotonic() < deadline:
+            assert process.poll() is None, "prepare ended before its workers started"
+            workers = _workers_of(process.pid)
+            time.sleep(0.02)
+        assert len(workers) == 2, workers
+        process.send_signal(signum)  # mid-work: each worker is inside a video
+        process.wait(60)
+        deadline = time.monotonic() + 30  # generous: they go within a second
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _running(pid)]
+        assert not (out / "manifest.json").exists() and len(list(out.glob("videos/*/meta.json"))) < 6
+    finally:  # nothing outlives the test, whatever failed
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -11,8 +11,8 @@ import pytest
 from tstcnn.config import PrepConfig
 from tstcnn.io.mediaeval import Action
 from tstcnn.prep import store as store_module
-from tstcnn.prep.store import (Store, VideoEntryWriter, complete_video_ids, finalize_store, remove_incomplete,
-                               rgb_to_yuv420, write_video_entry, yuv420_to_rgb)
+from tstcnn.prep.store import (MAX_ACTIONS, Store, VideoEntryWriter, complete_video_ids, finalize_store,
+                               remove_incomplete, rgb_to_yuv420, write_video_entry, yuv420_to_rgb)
 
 
 def _smooth_rgb(n: int, h: int, w: int) -> np.ndarray:
@@ -265,3 +265,118 @@ def test_store_pickles_without_its_memory_maps(tmp_path):
     assert len(data) < 20_000  # the arrays (40 frames of 96x64) are not in it
     again = pickle.loads(data).read_clip("a", 0, 4, (16, 16))
     np.testing.assert_array_equal(before["rgb"], again["rgb"])
+
+
+def _edit_json(path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _set(*keys):
+    """An edit setting the field at ``keys`` (a path into the JSON object) to a value, or deleting it (``...``)."""
+    def edit_with(value):
+        def edit(data):
+            for key in keys[:-1]:
+                data = data[key]
+            if value is ...:
+                del data[keys[-1]]
+            else:
+                data[keys[-1]] = value
+        return edit
+    return edit_with
+
+
+MANIFEST_CASES = [
+    (_set("flow_scale")(0), "'flow_scale' must be a finite number > 0, got 0"),
+    (_set("flow_scale")(-2.5), "'flow_scale' must be a finite number > 0, got -2.5"),
+    (_set("flow_scale")(float("nan")), "'flow_scale' must be a finite number > 0, got nan"),
+    (_set("flow_scale")("2.0"), "'flow_scale' must be a finite number > 0, got '2.0'"),
+    (_set("flow_scale")(True), "'flow_scale' must be a finite number > 0, got True"),
+    (_set("flow_scale")(...), "'flow_scale' is missing"),
+    (_set("colour")("blue"), "'colour' is unknown to a tstcnn-store v1 manifest"),
+    (_set("classes")("x"), "'classes' must be a list of strings, got 'x'"),
+    (_set("classes")([1, 2]), "'classes' must be a list of strings"),
+    (_set("problems")({"a": 1}), "'problems' must be a list of strings"),
+    (_set("layout")(7), "'layout' must be a string or null, got 7"),
+    (_set("flow_scale_from")("test"), "'flow_scale_from' must be 'train' or 'all'"),
+    (_set("libraries")(["numpy"]), "'libraries' must map library names to versions"),
+    (_set("prep")([]), "'prep' must hold the preparation settings"),
+    (_set("prep", "flavour")(1), "'prep' holds the unknown setting 'flavour'"),
+    (_set("prep", "width")("wide"), "'prep' is wrong: prep.width must be an integer, got 'wide'"),
+    (_set("prep", "roi_smoothing")(-1.0), "'prep' is wrong: prep.roi_smoothing must be >= 0"),
+    (_set("videos", "a", "frames")("12"), "video 'a': field 'frames' must be an integer >= 1, got '12'"),
+    (_set("videos", "a", "frames")(0), "video 'a': field 'frames' must be an integer >= 1, got 0"),
+    (_set("videos", "a", "width")(47), "video 'a': field 'width' must be even, got 47x36"),
+    (_set("videos", "a", "flow_step")(0.0), "video 'a': field 'flow_step' must be a finite number > 0"),
+    (_set("videos", "a", "fps")(float("inf")), "video 'a': field 'fps' must be a finite number >= 0, got inf"),
+    (_set("videos", "a", "label")(3), "video 'a': field 'label' must be a string or null, got 3"),
+    (_set("videos", "a", "actions")([[5, 2, "x"]]), "video 'a': field 'actions' stroke 1 [5, 2) must lie inside"),
+    (_set("videos", "a", "actions")([[2, 10**12, "x"]]), "stroke 1 [2, 1000000000000) must lie inside the video's 12"),
+    (_set("videos", "a", "actions")([["2", 9]]), "video 'a': field 'actions' stroke 1 must be [begin, end, class"),
+    (_set("videos", "a")([]), "video 'a': expected a JSON object, got list"),
+]
+
+
+@pytest.mark.parametrize("edit, message", MANIFEST_CASES, ids=[m for _, m in MANIFEST_CASES])
+def test_a_manifest_field_out_of_its_type_or_range_is_one_line_naming_it(tmp_path, edit, message):
+    _build(tmp_path)
+    finalize_store(tmp_path, PrepConfig(width=48), ["x"])
+    _edit_json(tmp_path / "manifest.json", edit)
+    with pytest.raises(ValueError) as error:
+        Store(tmp_path)
+    text = str(error.value)
+    assert text.startswith(f"{tmp_path / 'manifest.json'}: ") and message in text and "\n" not in text
+
+
+META_CASES = [
+    (_set("frames")(10**12), "field 'frames' is 1000000000000, but rgb.npy holds 12 frames"),
+    (_set("frames")(11), "field 'frames' is 11, but rgb.npy holds 12 frames"),
+    (_set("height")(40), "fields 'width' and 'height' do not match rgb.npy"),
+    (_set("actions")([[2, 10**12, "Serve Forehand Loop"]]), "stroke 1 [2, 1000000000000) must lie inside the video"),
+    (_set("actions")([[0, 1]] * (MAX_ACTIONS + 1)), f"must be a list of at most {MAX_ACTIONS} strokes, got 100001"),
+    (_set("flow_step")(float("nan")), "field 'flow_step' must be a finite number > 0, got nan"),
+    (_set("id")("b"), "field 'id' is 'b', but the entry is 'a'"),
+    (_set("width")(...), "field 'width' is missing"),
+]
+
+
+@pytest.mark.parametrize("edit, message", META_CASES, ids=[m for _, m in META_CASES])
+def test_an_entry_whose_meta_does_not_fit_its_arrays_is_one_line_naming_it(tmp_path, edit, message):
+    _build(tmp_path)
+    finalize_store(tmp_path, PrepConfig(width=48), ["x"])
+    meta = tmp_path / "videos" / "a" / "meta.json"
+    _edit_json(meta, edit)
+    with pytest.raises(ValueError) as error:
+        Store(tmp_path)
+    text = str(error.value)
+    assert text.startswith(f"{meta}: ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("array, frames", [("flow.npy", 11), ("roi.npy", 13)])
+def test_an_array_shorter_or_longer_than_its_entry_is_refused_when_opened(tmp_path, array, frames):
+    _build(tmp_path)
+    finalize_store(tmp_path, PrepConfig(width=48), ["x"])
+    path = tmp_path / "videos" / "a" / array
+    data = np.load(path)
+    np.save(path, np.resize(data, (frames, *data.shape[1:])))
+    store = Store(tmp_path)  # opening the arrays is left to the first read
+    with pytest.raises(ValueError, match=rf"meta.json: field 'frames' is 12, but {array} holds {frames} frames"):
+        store.read_clip("a", 0, 4, (16, 16))
+
+
+def test_strokes_are_cut_to_the_stored_frames_and_capped(tmp_path, caplog):
+    n = 12
+    rgb, flow = _smooth_rgb(n, 36, 48), _frame_index_flow(n, 36, 48)
+    actions = [[2, 10**12, "Serve Forehand Loop"], [-3, 4, None], [12, 20, "Serve Forehand Loop"]]
+    with caplog.at_level(logging.WARNING, logger="tstcnn.prep.store"):
+        write_video_entry(tmp_path, "a", rgb, flow, np.zeros((n, 2)), {"split": "train", "actions": actions})
+    assert "video 'a': 3 stroke(s) cut to its 12 frames" in caplog.text
+    meta = json.loads((tmp_path / "videos" / "a" / "meta.json").read_text())
+    assert meta["actions"] == [[2, 12, "Serve Forehand Loop"], [0, 4, None]]  # the one past the end is dropped
+    finalize_store(tmp_path, PrepConfig(width=48), ["x"])
+    entry = Store(tmp_path).entry("a")
+    assert entry.actions == (Action(2, 12, "Serve Forehand Loop"), Action(0, 4, None))
+    with pytest.raises(ValueError, match=f"video 'b': {MAX_ACTIONS + 1} strokes, more than the {MAX_ACTIONS}"):
+        write_video_entry(tmp_path, "b", rgb, flow, np.zeros((n, 2)), {"actions": [[0, 1]] * (MAX_ACTIONS + 1)})
+    assert complete_video_ids(tmp_path) == ["a"]

@@ -10,6 +10,10 @@ costs about ``1/S`` of stride 1, while segment boundaries are only resolved to a
 before smoothing. The default, ``T // 4``, keeps boundaries within an eighth of a window (measured
 figures: README, "Using a trained model", and ``benchmarks/detect_stride.py``).
 
+Raw videos are streamed (:func:`detect_videos`): each is prepared chunk by chunk into temporary stores of about
+:data:`~tstcnn.prep.stream.CHUNK_FRAMES` frames, deleted as the windows move on, so the temporary disk does not
+grow with the video; only the per-window and per-frame probabilities of the whole video are kept, in memory.
+
 Per video, :func:`write_detection` writes ``<id>.xml`` (``<video><action begin end move/>…</video>``, end
 exclusive), ``<id>_timeline.png`` and ``<id>_frames.npz`` (window starts and probabilities, smoothed
 per-frame probabilities).
@@ -22,28 +26,33 @@ import errno
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
 from tstcnn.data import ClipReader
-from tstcnn.infer.predict import prepared_store, run_reader, source_items, window_probabilities
+from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
+from tstcnn.infer.predict import (run_reader, source_items, stream_problem, stream_windows, window_probabilities,
+                                  work_folder)
 from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.segments import frames_to_segments
 from tstcnn.infer.windows import spread_to_frames, window_centres, window_starts
 from tstcnn.io.atomic import atomic_path, atomic_write_text
+from tstcnn.io.layouts import SourceItem
 from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
+from tstcnn.io.video import VideoError, probe
 from tstcnn.prep.store import Store, VideoEntry
+from tstcnn.prep.stream import CHUNK_FRAMES, Chunk
 from tstcnn.progress import progress as progress_bar
 from tstcnn.viz.timeline import plot_timeline
 
 SUMMARY = "detection.json"
 
-__all__ = ["SUMMARY", "mark_in_progress", "DetectOptions", "VideoDetection", "detect_entry", "write_detection", "detect_store", "detect_videos"]
+__all__ = ["SUMMARY", "mark_in_progress", "DetectOptions", "VideoDetection", "detect_entry", "write_detection",
+           "detect_store", "detect_streamed", "detect_videos"]
 
 
 @dataclass(frozen=True)
@@ -204,27 +213,87 @@ def _truth_beside(items: Sequence[Any]) -> tuple[dict[str, list[Action]], list[s
     return truth, problems
 
 
+def _sliding_starts(length: int, stride: int) -> Callable[[Chunk], np.ndarray]:
+    """The window starts of a chunk, as :func:`window_starts` gives them for the whole video.
+
+    Before the last chunk the frame count is unknown, but only the last window depends on it: the others are
+    every ``stride`` frames.
+    """
+    def starts_for(chunk: Chunk) -> np.ndarray:
+        if chunk.frames is not None:
+            return chunk.select(window_starts(chunk.frames, length, stride))
+        return np.arange(-(-chunk.first // stride) * stride, chunk.end, stride, dtype=np.int64)
+
+    return starts_for
+
+
+def detect_streamed(run: Any, item: SourceItem, options: DetectOptions, work_dir: str | Path,
+                    chunk_frames: int = CHUNK_FRAMES, progress: Any = None) -> VideoDetection:
+    """Detect strokes in one raw video prepared chunk by chunk (``options`` resolved): the windows, smoothing and
+    segments of :func:`detect_entry` on a whole-video store, in bounded temporary disk."""
+    length = int(run.config.model.input_size[0])
+    streamed = stream_windows(run, item, _sliding_starts(length, options.stride), work_dir,
+                              batch_size=options.batch_size, chunk_frames=chunk_frames, progress=progress)
+    began, frames = time.perf_counter(), streamed.entry.frames
+    frame_probs = smooth_frames(spread_to_frames(streamed.probs, window_centres(streamed.starts, length), frames),
+                                options.smoothing, options.smooth_width)
+    actions = frames_to_segments(frame_probs, run.classes.classes, _negative_index(run), threshold=options.threshold,
+                                 min_length=options.min_length, max_gap=options.max_gap)
+    return VideoDetection(item.id, frames, streamed.entry.fps, streamed.starts, streamed.probs, frame_probs, actions,
+                          streamed.seconds + time.perf_counter() - began)
+
+
+def _expected_windows(items: Sequence[SourceItem], length: int, stride: int) -> int | None:
+    """Windows of all videos by their headers' frame counts, for the progress bar (None when one is unknown)."""
+    total = 0
+    for item in items:
+        try:
+            frames = probe(item.path).header_frames
+        except VideoError:
+            continue
+        if frames <= 0:
+            return None
+        total += len(window_starts(frames, length, stride))
+    return total
+
+
 def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, options: DetectOptions,
-                  work_dir: str | Path | None = None, progress: bool = False
+                  work_dir: str | Path | None = None, progress: bool = False, chunk_frames: int = CHUNK_FRAMES
                   ) -> tuple[list[VideoDetection], dict[str, Any]]:
-    """Detect strokes in raw videos (files or folders), prepared on the fly with the run's settings.
+    """Detect strokes in raw videos (files or folders), prepared on the fly with the run's settings, one video at a
+    time and each in chunks of ``chunk_frames`` frames (:func:`detect_streamed`), so that the temporary disk in
+    ``work_dir`` stays about one chunk whatever the videos' length.
 
     Ground truth is read from ``<id>.xml`` beside a video when there is one (empty test XMLs give no truth).
+    Writes what :func:`detect_store` writes; a video that fails is named in the summary's problems.
     """
     if not paths:
         raise ValueError("no videos given")
     _negative_index(run)
+    length = int(run.config.model.input_size[0])
+    options = options.resolve(length)
     items, problems = source_items(paths)
     truth, xml_problems = _truth_beside(items)
     truth = {k: v for k, v in truth.items() if v}
     problems += xml_problems
-    with prepared_store(items, run, work_dir, progress) as (store, prep_problems):
-        problems += prep_problems
-        if store is None:
-            summary = {"status": "complete", "problems": problems, "videos": {}}
-            atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1) + "\n")
-            return [], summary
-        detections, summary = detect_store(run, store, out_dir, options, truth=truth, progress=progress)
-    summary["problems"] = problems + summary["problems"]
+    detections = []
+    mark_in_progress(out_dir)
+    with work_folder(work_dir) as root, progress_bar(total=_expected_windows(items, length, options.stride),
+                                                     desc="detect", unit="window", enabled=progress) as bar:
+        for item in items:
+            try:
+                detection = detect_streamed(run, item, options, root, chunk_frames, bar)
+            except (VideoError, ValueError, OSError) as exc:
+                problems.append(stream_problem(item, exc, work_dir))
+                continue
+            try:
+                write_detection(out_dir, detection, run, truth.get(item.id), options.threshold)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # every later video would fail the same way
+                    raise OSError(exc.errno, f"video {item.id!r}: no space left on device in {out_dir}") from None
+                problems.append(f"video {item.id!r}: {exc}")
+                continue
+            detections.append(detection)
+    summary = _summary(detections, truth, options, problems, length)
     atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
     return detections, summary

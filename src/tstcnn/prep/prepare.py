@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -46,8 +50,9 @@ from tstcnn.io.locks import LOCK_FILE, folder_lock
 from tstcnn.io.video import VideoError, iter_decoded, probe
 from tstcnn.prep.flow import create_flow
 from tstcnn.prep.roi import frame_centre, smooth_centres
-from tstcnn.prep.store import (FORMAT, MANIFEST, META, VIDEOS, VideoEntryWriter, complete_video_ids, downsample_flow,
-                               entry_in_the_way, finalize_store, move_entry, remove_incomplete, yuv420_to_rgb)
+from tstcnn.prep.store import (FORMAT, MANIFEST, MAX_ACTIONS, META, VIDEOS, VideoEntryWriter, complete_video_ids,
+                               downsample_flow, entry_in_the_way, finalize_store, move_entry, remove_incomplete,
+                               yuv420_to_rgb)
 
 __all__ = ["PreparedVideo", "VideoResult", "PrepareSummary", "frame_size", "iter_yuv420", "prepare_video_arrays",
            "prepare_video", "prepare_items", "prepare_dataset", "merge_shards", "parse_shard", "summary_lines"]
@@ -227,8 +232,14 @@ class VideoResult:
 
 def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, threads: int = 0,
                   flow_threads: int = 1) -> VideoResult:
-    """Prepare one source video into ``store_root/videos/<id>`` atomically; never raises for a bad video."""
+    """Prepare one source video into ``store_root/videos/<id>`` atomically; never raises for a bad video.
+
+    A video with more than :data:`~tstcnn.prep.store.MAX_ACTIONS` strokes is refused before it is decoded.
+    """
     start = time.perf_counter()
+    if len(item.actions) > MAX_ACTIONS:
+        return VideoResult(item.id, problems=[f"{item.annotation or item.path}: {len(item.actions)} strokes for video "
+                                              f"{item.id!r}, more than the {MAX_ACTIONS} a video may have"])
     try:
         info = probe(item.path)
         if info.width <= 0 or info.height <= 0:
@@ -266,13 +277,48 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
 
 
 _frames_done: Any = None  # in a worker process: the shared frame counter the progress bar reads
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _init_worker(counter: Any, single_thread: bool = True) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have Linux send this process SIGTERM when ``parent`` dies (killed, even by SIGKILL), and exit now if it has.
+
+    Without it a worker of a killed ``prepare`` is re-parented and waits for work forever. The request follows
+    the thread that started the worker: pools are started from the thread that runs ``prepare``.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+        if prctl is None or prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable: this worker may outlive a killed parent")
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def _init_worker(counter: Any, single_thread: bool = True, parent: int | None = None) -> None:
+    """Set up a process that prepares videos; ``parent`` (a worker's parent pid) ties its life to the parent's."""
     global _frames_done
     _frames_done = counter
     if single_thread:
         cv2.setNumThreads(1)  # parallelism comes from the worker processes
+    if parent is not None:
+        # The default action ends a worker at once: a handler would only run between bytecodes, and the pool
+        # would catch what it raised as the result of the current video. Its temporary folder is removed by the
+        # next run, as after a kill.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with_parent(parent)
+
+
+def _stop_workers(pool: futures.ProcessPoolExecutor) -> None:
+    """End a pool's workers now (SIGTERM), its queued videos cancelled, and wait until they are gone."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    # The pool sees its workers end and closes its queues, so the shutdown returns at once.
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _count_frames(count: int) -> None:
@@ -315,15 +361,20 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
                 refresh(prepare_video(item, store_root, prep, decode_threads, flow_threads))
         else:
             with futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
-                                             initargs=(frames_done,)) as pool:
-                pending = {pool.submit(prepare_video, item, str(store_root), prep, decode_threads, flow_threads)
-                           for item in order}
-                while pending:
-                    done, pending = futures.wait(pending, timeout=0.5, return_when=futures.FIRST_COMPLETED)
-                    for job in done:
-                        refresh(job.result())
-                    if not done:
-                        refresh()
+                                             initargs=(frames_done, True, os.getpid())) as pool:
+                try:
+                    pending = {pool.submit(prepare_video, item, str(store_root), prep, decode_threads,
+                                           flow_threads) for item in order}
+                    while pending:
+                        done, pending = futures.wait(pending, timeout=0.5, return_when=futures.FIRST_COMPLETED)
+                        for job in done:
+                            refresh(job.result())
+                        if not done:
+                            refresh()
+                except BaseException:
+                    # Interrupted (Ctrl-C, SIGTERM): leaving the block would wait for every queued video.
+                    _stop_workers(pool)
+                    raise
     finally:
         bar.close()
     return sorted(results, key=lambda r: r.id)

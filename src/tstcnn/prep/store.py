@@ -32,6 +32,8 @@ import ctypes
 import errno
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import shutil
@@ -46,14 +48,14 @@ import cv2
 import numpy as np
 
 from tstcnn import __version__
-from tstcnn.config import PrepConfig
+from tstcnn.config import PrepConfig, field_specs
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.ids import check_id, inside
 from tstcnn.io.mediaeval import Action
 
-__all__ = ["FORMAT", "VERSION", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter", "write_video_entry",
-           "finalize_store", "complete_video_ids", "remove_incomplete", "entry_in_the_way", "move_entry",
-           "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
+__all__ = ["FORMAT", "VERSION", "MAX_ACTIONS", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter",
+           "write_video_entry", "finalize_store", "complete_video_ids", "remove_incomplete", "entry_in_the_way",
+           "move_entry", "clip_actions", "downsample_flow", "library_versions", "rgb_to_yuv420", "yuv420_to_rgb"]
 
 FORMAT = "tstcnn-store"
 VERSION = 1
@@ -64,6 +66,10 @@ _HEADER_BYTES = 128  # .npy header reserved up front, filled in once the frame c
 _FLOW_HEADROOM = 3.0  # quantisation range = headroom × the largest per-frame 99.5th percentile of |flow|
 _FLOW_PERCENTILE = 99.5
 _TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # .<id>.<8 hex>.tmp: a folder being built or replaced
+MAX_ACTIONS = 100_000  # strokes per video: far above any real annotation, low enough to bound what readers build
+_MANIFEST_FIELDS = ("format", "version", "preset", "prep", "libraries", "layout", "source", "classes", "flow_scale",
+                    "flow_scale_from", "videos", "problems")
+_REQUIRED_FIELDS = ("format", "version", "prep", "classes", "flow_scale", "videos")
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +310,8 @@ class VideoEntryWriter:
         roi = np.asarray(roi, np.float32)
         if roi.shape != (n, 2):
             raise ValueError(f"video {self.video_id!r}: roi of shape {roi.shape}, expected ({n}, 2)")
+        if "actions" in meta:
+            meta = {**meta, "actions": clip_actions(meta["actions"], n, self.video_id)}
         self._rgb.close()
         self._flow.close()
         step, clipped = self._quantise_flow()
@@ -334,6 +342,25 @@ class VideoEntryWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is not None or os.path.lexists(self.tmp_dir):
             self.abort()
+
+
+def clip_actions(actions: Sequence[Sequence[Any]], frames: int, video_id: str) -> list[list[Any]]:
+    """Strokes ``[begin, end, move]`` cut to the ``frames`` a video holds; those left empty are dropped.
+
+    A stored stroke never reaches past its video, so no reader sizes a per-frame array by an annotation; more
+    than :data:`MAX_ACTIONS` strokes is refused, naming the video.
+    """
+    if len(actions) > MAX_ACTIONS:
+        raise ValueError(f"video {video_id!r}: {len(actions)} strokes, more than the {MAX_ACTIONS} a video may have")
+    clipped, changed = [], 0
+    for begin, end, *rest in actions:
+        inside = max(0, int(begin)), min(int(end), frames)
+        changed += inside != (int(begin), int(end))
+        if inside[0] < inside[1]:
+            clipped.append([*inside, *rest])
+    if changed:
+        logger.warning("video %r: %d stroke(s) cut to its %d frames", video_id, changed, frames)
+    return clipped
 
 
 def downsample_flow(flow: np.ndarray) -> np.ndarray:
@@ -457,6 +484,147 @@ def finalize_store(store_root: str | Path, prep: PrepConfig, classes: Sequence[s
     return path
 
 
+# --- checking what is read -------------------------------------------------------------------------------------
+
+class _Fields:
+    """Checks of the fields of one JSON record; each failure is a one-line ValueError naming ``where`` and the field."""
+
+    def __init__(self, record: Any, where: str) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        self.record, self.where = record, where
+
+    def fail(self, name: str, why: str) -> ValueError:
+        return ValueError(f"{self.where}: field {name!r} {why}")
+
+    def integer(self, name: str, low: int, default: int | None = None) -> int:
+        value = self.record.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise self.fail(name, f"must be an integer >= {low}, got {value!r}")
+        return int(value)
+
+    def number(self, name: str, *, positive: bool, default: float | None = None) -> float:
+        value = self.record.get(name, default)
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or value < 0 or (positive and value == 0)):
+            raise self.fail(name, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        return float(value)
+
+    def text(self, name: str, *, optional: bool, default: str | None = None) -> str | None:
+        value = self.record.get(name, default)
+        if not (isinstance(value, str) or (optional and value is None)):
+            raise self.fail(name, f"must be a string{' or null' if optional else ''}, got {value!r}")
+        return value
+
+    def texts(self, name: str, default: list[str] | None = None) -> list[str]:
+        value = self.record.get(name, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, f"must be a list of strings, got {_short(value)}")
+        return value
+
+    def require(self, names: Iterable[str]) -> None:
+        missing = [n for n in names if n not in self.record]
+        if missing:
+            raise self.fail(missing[0], "is missing")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to one short line (a field may hold a huge list)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_manifest(manifest: dict[str, Any], path: Path) -> PrepConfig:
+    """Every top-level field of a manifest (the video records are checked apart); returns its prep settings."""
+    fields = _Fields(manifest, str(path))
+    unknown = sorted(set(manifest) - set(_MANIFEST_FIELDS))
+    if unknown:
+        raise fields.fail(unknown[0], f"is unknown to a {FORMAT} v{VERSION} manifest (its fields: "
+                                      f"{', '.join(_MANIFEST_FIELDS)})")
+    fields.require(_REQUIRED_FIELDS)
+    for name in ("preset", "layout", "source"):
+        fields.text(name, optional=True)
+    fields.texts("classes")
+    fields.texts("problems", default=[])
+    fields.number("flow_scale", positive=True)
+    if manifest.get("flow_scale_from", "all") not in ("train", "all"):
+        raise fields.fail("flow_scale_from", f"must be 'train' or 'all', got {_short(manifest['flow_scale_from'])}")
+    libraries = manifest.get("libraries", {})
+    if not isinstance(libraries, dict) or not all(isinstance(v, str) for v in libraries.values()):
+        raise fields.fail("libraries", f"must map library names to versions, got {_short(libraries)}")
+    if not isinstance(manifest["videos"], dict):
+        raise fields.fail("videos", f"must map video ids to records, got {_short(manifest['videos'])}")
+    prep = manifest["prep"]
+    if not isinstance(prep, dict):
+        raise fields.fail("prep", f"must hold the preparation settings, got {_short(prep)}")
+    specs = {spec.name: spec for spec in field_specs(PrepConfig)}
+    for name, value in prep.items():
+        if name not in specs:
+            raise fields.fail("prep", f"holds the unknown setting {name!r} (known: {', '.join(specs)})")
+        try:
+            specs[name].check(value)
+        except ValueError as exc:
+            raise fields.fail("prep", f"is wrong: {exc}") from None
+    return PrepConfig(**prep)
+
+
+def _check_record(record: Any, video_id: str, where: str) -> VideoEntry:
+    """One video's record (its meta.json or its copy in the manifest) as an entry, every field used checked.
+
+    Strokes must lie inside the video's frames (the writer cuts them so), so that nothing sized by a stroke can
+    exceed the video.
+    """
+    fields = _Fields(record, where)
+    fields.require(("frames", "width", "height", "flow_step"))
+    if record.get("id", video_id) != video_id:
+        raise fields.fail("id", f"is {_short(record['id'])}, but the entry is {video_id!r}")
+    frames = fields.integer("frames", 1)
+    width, height = fields.integer("width", 2), fields.integer("height", 2)
+    if width % 2 or height % 2:
+        raise fields.fail("width" if width % 2 else "height", f"must be even, got {width}x{height}")
+    fields.number("flow_step", positive=True)
+    fps = fields.number("fps", positive=False, default=0.0)
+    split = fields.text("split", optional=False, default="")
+    label = fields.text("label", optional=True)
+    fields.text("source", optional=False, default="")
+    actions = record.get("actions", [])
+    if not isinstance(actions, list) or len(actions) > MAX_ACTIONS:
+        raise fields.fail("actions", f"must be a list of at most {MAX_ACTIONS} strokes, got "
+                                     f"{len(actions) if isinstance(actions, list) else _short(actions)}")
+    parsed = []
+    for i, action in enumerate(actions, 1):
+        if (not isinstance(action, list) or len(action) not in (2, 3)
+                or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in action[:2])
+                or (len(action) == 3 and not (action[2] is None or isinstance(action[2], str)))):
+            raise fields.fail("actions", f"stroke {i} must be [begin, end, class or null], got {_short(action)}")
+        begin, end = int(action[0]), int(action[1])
+        if not 0 <= begin < end <= frames:
+            raise fields.fail("actions", f"stroke {i} [{begin}, {end}) must lie inside the video's {frames} frames")
+        parsed.append(Action(begin, end, action[2] if len(action) == 3 else None))
+    return VideoEntry(id=video_id, split=split, label=label, actions=tuple(parsed), frames=frames, fps=fps,
+                      width=width, height=height, extra=record)
+
+
+def _array_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and type of a ``.npy`` file from its header (nothing of the data is read)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+        return array.shape, array.dtype
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable array ({exc})") from None
+
+
+def _check_array(path: Path, expected: tuple[int, ...], dtype: type, meta: Path) -> None:
+    """Refuse an array whose frame count, frame size or type is not what the entry's meta.json says."""
+    shape, actual = _array_shape(path)
+    held = shape[0] if shape else 0
+    if held != expected[0]:
+        raise ValueError(f"{meta}: field 'frames' is {expected[0]}, but {path.name} holds {held} frames")
+    if shape != expected or actual != np.dtype(dtype):
+        raise ValueError(f"{meta}: fields 'width' and 'height' do not match {path.name} (a {actual} array of shape "
+                         f"{shape}, expected {np.dtype(dtype)} {expected})")
+
+
 # --- reading ----------------------------------------------------------------------------------------------------
 
 def _window_starts(centres: np.ndarray, size: int, limit: int) -> np.ndarray:
@@ -514,8 +682,10 @@ class Store:
                 check_id(video_id)
         except ValueError as exc:
             raise ValueError(f"{manifest_path}: {exc}; the manifest was not written by tstcnn prepare") from None
+        self.prep = _check_manifest(manifest, manifest_path)
+        for video_id, record in manifest["videos"].items():
+            _check_record(record, video_id, f"{manifest_path}: video {video_id!r}")
         self.manifest = manifest
-        self.prep = PrepConfig(**manifest["prep"])
         self.classes: tuple[str, ...] = tuple(manifest["classes"])
         self.flow_scale = float(manifest["flow_scale"])
         records = self._read_records(sorted(manifest["videos"]))
@@ -544,12 +714,12 @@ class Store:
                            ", ".join(map(repr, changed[:3])) + (" …" if len(changed) > 3 else ""))
         return records
 
-    @staticmethod
-    def _entry_from_record(video_id: str, record: dict[str, Any]) -> VideoEntry:
-        actions = tuple(Action(int(a[0]), int(a[1]), a[2] if len(a) > 2 else None) for a in record.get("actions", ()))
-        return VideoEntry(id=video_id, split=record.get("split", ""), label=record.get("label"), actions=actions,
-                          frames=int(record["frames"]), fps=float(record.get("fps", 0.0)),
-                          width=int(record["width"]), height=int(record["height"]), extra=record)
+    def _entry_from_record(self, video_id: str, record: dict[str, Any]) -> VideoEntry:
+        """The entry of a video's meta.json, checked against its frames array (the rest is checked when opened)."""
+        meta = self.root / VIDEOS / video_id / META
+        entry = _check_record(record, video_id, str(meta))
+        _check_array(meta.parent / "rgb.npy", (entry.frames, entry.height * 3 // 2, entry.width), np.uint8, meta)
+        return entry
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -579,9 +749,17 @@ class Store:
         arrays = self._arrays.get(video_id)
         if arrays is None:
             entry = self.entry(video_id)
-            arrays = VideoArrays(self.root / VIDEOS / video_id, entry.height, entry.width)
+            folder = self.root / VIDEOS / video_id
+            n, h, w = entry.frames, entry.height, entry.width
+            for name, shape, dtype in (("flow.npy", (n, h // 2, w // 2, 2), np.int8), ("roi.npy", (n, 2), np.float32)):
+                _check_array(folder / name, shape, dtype, folder / META)
+            arrays = VideoArrays(folder, h, w)
             self._arrays[video_id] = arrays
         return arrays
+
+    def close(self) -> None:
+        """Drop the memory maps this process opened (the disk space of a deleted store is freed once none is left)."""
+        self._arrays.clear()
 
     def roi(self, video_id: str) -> np.ndarray:
         """The smoothed ROI centres ``(N, 2)`` (x, y) of a video."""
