@@ -151,6 +151,8 @@ def test_detect_writes_xml_timeline_and_scores_against_truth_beside_the_video(wo
     expected = score_detection({"long": detection.actions}, {"long": read_actions(videos / "long.xml")}, {"long": 40})
     assert saved["scores"]["videos"] == ["long"] and saved["scores"]["frame_iou"] == pytest.approx(expected.frame_iou)
     assert saved["videos"]["long"]["windows"] == len(detection.starts)
+    assert [p.name for p in (out / "mediaeval-run").iterdir()] == ["long.xml"]  # the organisers' layout
+    assert read_actions(out / "mediaeval-run" / "long.xml") == detection.actions
     assert DetectOptions().resolve(100).stride == 25   # default stride: a quarter of the window
 
 

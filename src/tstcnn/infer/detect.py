@@ -35,14 +35,14 @@ import numpy as np
 
 from tstcnn.data import ClipReader
 from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
-from tstcnn.infer.predict import (run_reader, source_items, stream_problem, stream_windows, window_probabilities,
+from tstcnn.infer.predict import (ORGANISERS_RUN, run_reader, source_items, stream_problem, stream_windows, window_probabilities,
                                   work_folder)
 from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.segments import frames_to_segments
 from tstcnn.infer.windows import spread_to_frames, window_centres, window_starts
 from tstcnn.io.atomic import atomic_path, atomic_write_text
 from tstcnn.io.layouts import SourceItem
-from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
+from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions, write_organisers_run
 from tstcnn.io.video import VideoError, probe
 from tstcnn.prep.store import Store, VideoEntry
 from tstcnn.prep.stream import CHUNK_FRAMES, Chunk
@@ -51,7 +51,7 @@ from tstcnn.viz.timeline import plot_timeline
 
 SUMMARY = "detection.json"
 
-__all__ = ["SUMMARY", "mark_in_progress", "DetectOptions", "VideoDetection", "detect_entry", "write_detection",
+__all__ = ["SUMMARY", "mark_in_progress", "finish", "DetectOptions", "VideoDetection", "detect_entry", "write_detection",
            "detect_store", "detect_streamed", "detect_videos"]
 
 
@@ -189,8 +189,16 @@ def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOpt
             except ValueError as exc:
                 problems.append(str(exc) if repr(entry.id) in str(exc) else f"video {entry.id!r}: {exc}")
     summary = _summary(detections, truth, options, problems, length)
-    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
+    finish(out_dir, detections, summary)
     return detections, summary
+
+
+def finish(out_dir: str | Path, detections: Sequence[VideoDetection], summary: Mapping[str, Any]) -> None:
+    """The run folder in the MediaEval organisers' layout (``mediaeval-run/<id>.xml``, nothing else), then the
+    summary, last: its ``status`` says the run is complete."""
+    if detections:
+        write_organisers_run(Path(out_dir) / ORGANISERS_RUN, actions={d.video_id: d.actions for d in detections})
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
 
 
 def mark_in_progress(out_dir: str | Path) -> None:
@@ -295,5 +303,5 @@ def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, op
                 continue
             detections.append(detection)
     summary = _summary(detections, truth, options, problems, length)
-    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=1, default=float) + "\n")
+    finish(out_dir, detections, summary)
     return detections, summary
