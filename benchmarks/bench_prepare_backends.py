@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench_prepare import _bikes, _dataset, _prepare_fps
+
 from tstcnn.config import PrepConfig
 from tstcnn.prep.flow import FLOW_METHODS
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from tstcnn.config import load_config, override
 from tstcnn.engine.study import STUDY_MODELS
-from tstcnn.runtime.performance import autocast
 from tstcnn.models import build_model_from_config
+from tstcnn.runtime.performance import autocast
 
 
 def _inputs(modality: str, batch: int, size: tuple[int, int, int]) -> dict[str, torch.Tensor]:

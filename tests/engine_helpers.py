@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -13,14 +12,6 @@ from tstcnn.taxonomy import Taxonomy
 TINY_SIZE = (8, 16, 16)
 CLASSES = Taxonomy(("Serve Forehand Topspin", "Offensive Backhand Hit", "Defensive Forehand Push", "Negative"))
 
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: these tiny models run several times faster so on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class SignalClips(Dataset):

@@ -11,13 +11,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from engine_helpers import tiny_config, tiny_data
 from tstcnn.config import Config
 from tstcnn.engine.distributed import DistributedContext
 from tstcnn.engine.trainer import fit, read_metrics, run_epoch
 from tstcnn.models import build_model_from_config
 from tstcnn.runtime.checkpoint import load_checkpoint
 from tstcnn.runtime.performance import apply_performance_options
+
+from engine_helpers import tiny_config, tiny_data
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from store_helpers import H, W, synthetic_video
 from tstcnn.config import DataConfig, PrepConfig
 from tstcnn.data import EpochSampler, StrokeClips, build_dataloader
 from tstcnn.prep.store import Store, finalize_store, write_video_entry
 from tstcnn.taxonomy import Taxonomy
+
+from store_helpers import W, synthetic_video
 
 CLASSES = ("Serve Forehand Loop", "Serve Backhand Loop", "Negative")
 CLIP = (8, 32, 32)
@@ -41,11 +42,11 @@ def test_items_have_the_contract_shapes_ranges_and_dtypes(store, modality, keys)
     if "rgb" in inputs:
         rgb = inputs["rgb"]
         assert rgb.shape == (3, *CLIP) and rgb.dtype == torch.float32 and rgb.is_contiguous()
-        assert 0.0 <= rgb.min() and rgb.max() <= 1.0 and rgb.max() > 0.9  # the bright square is in the crop
+        assert rgb.min() >= 0.0 and rgb.max() <= 1.0 and rgb.max() > 0.9  # the bright square is in the crop
     if "flow" in inputs:
         flow = inputs["flow"]
         assert flow.shape == (2, *CLIP) and flow.dtype == torch.float32 and flow.is_contiguous()
-        assert -1.0 <= flow.min() and flow.max() <= 1.0 and flow.abs().max() > 0.1
+        assert flow.min() >= -1.0 and flow.max() <= 1.0 and flow.abs().max() > 0.1
 
 
 def test_samples_are_strokes_trimmed_clips_and_capped_negatives(store):

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine_helpers import one_thread  # noqa: F401 - fixture
-from store_helpers import make_store
 from tstcnn.config import PRESETS, override
 from tstcnn.data import EpochSampler, StrokeClips, WindowClips, centred_start
 from tstcnn.engine.evaluate import evaluate
@@ -15,6 +13,8 @@ from tstcnn.engine.trainer import train
 from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, run_reader
 from tstcnn.infer.windows import clip_window_starts
 from tstcnn.runtime.checkpoint import load_checkpoint
+
+from store_helpers import make_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,13 @@ import pytest
 
 from tstcnn.config import DataConfig
 from tstcnn.data import (
-    TemporalSampler, assign_splits, cap_negatives, mine_negatives, negative_cap, split_by_video, stroke_gaps,
+    TemporalSampler,
+    assign_splits,
+    cap_negatives,
+    mine_negatives,
+    negative_cap,
+    split_by_video,
+    stroke_gaps,
 )
 from tstcnn.io.mediaeval import Action
 from tstcnn.prep.store import VideoEntry

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tstcnn.config import PRESETS, config_to_dict, override
-from tstcnn.runtime.checkpoint import load_checkpoint, load_run, save_checkpoint
 from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import load_checkpoint, load_run, save_checkpoint
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
 
 CFG = override(PRESETS["cpu-small"], "model", modality="rgb", block="none", input_size=(8, 16, 16),

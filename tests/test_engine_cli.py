@@ -12,8 +12,6 @@ from tstcnn.config import PrepConfig
 from tstcnn.engine.study import epochs_to_fraction, study_entries
 from tstcnn.prep.store import finalize_store, write_video_entry
 
-from engine_helpers import one_thread  # noqa: F401 - fixture
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ("Serve Forehand Loop", "Offensive Backhand Hit", "Negative")
 H, W = 32, 48

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_helpers import one_thread, tiny_config, tiny_data
-from tstcnn.runtime.checkpoint import load_checkpoint
 from tstcnn.engine.evaluate import evaluate
 from tstcnn.engine.trainer import fit, read_metrics
 from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import load_checkpoint
+
+from engine_helpers import tiny_config, tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

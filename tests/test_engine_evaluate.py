@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine_helpers import CLASSES, SignalClips, one_thread, tiny_config, tiny_data
-from tstcnn.runtime.checkpoint import load_run
 from tstcnn.engine.evaluate import evaluate, predict, write_results
-from tstcnn.runtime.metrics import classification_report
 from tstcnn.engine.trainer import fit
+from tstcnn.runtime.checkpoint import load_run
+from tstcnn.runtime.metrics import classification_report
+
+from engine_helpers import CLASSES, SignalClips, tiny_config, tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

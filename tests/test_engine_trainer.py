@@ -1,20 +1,21 @@
 """The training loop on tiny in-memory clips: it learns, resumes exactly, reloads the best state, writes its run."""
 
 import json
-import os
 import math
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from engine_helpers import one_thread, tiny_config, tiny_data
 from tstcnn.config import override
-from tstcnn.runtime.checkpoint import load_checkpoint, load_run
 from tstcnn.engine.distributed import DistributedContext
 from tstcnn.engine.trainer import fit, read_metrics, run_epoch
 from tstcnn.io.locks import folder_lock
 from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import load_checkpoint, load_run
+
+from engine_helpers import tiny_config, tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 _TIMING = ("epoch_seconds", "train_samples_per_second")
@@ -188,9 +189,9 @@ def test_label_smoothing_changes_the_training_loss_only(tmp_path):
 
 def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path):
     run = tmp_path / "run"
-    with folder_lock(run, "tstcnn train"):
-        with pytest.raises(ValueError, match=rf"in use by `tstcnn train` \(pid {os.getpid()}\)"):
-            fit(tiny_config(epochs=1), tiny_data(), run, progress=False)
+    in_use = rf"in use by `tstcnn train` \(pid {os.getpid()}\)"
+    with folder_lock(run, "tstcnn train"), pytest.raises(ValueError, match=in_use):
+        fit(tiny_config(epochs=1), tiny_data(), run, progress=False)
     assert not (run / "metrics.jsonl").exists()  # the refused run wrote nothing
     fit(tiny_config(epochs=1), tiny_data(), run, progress=False)  # free again once the first is done
     assert len(read_metrics(run / "metrics.jsonl")) == 1

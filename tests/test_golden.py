@@ -94,7 +94,7 @@ def test_logits_equal_the_recorded_ones(name, recorded):
     for mode, expected in recorded[name].items():
         assert expected.shape == (3, 5) and expected.std(0).max() > 1e-3, "the recorded logits tell the inputs apart"
         torch.testing.assert_close(logits[mode], expected, rtol=RTOL, atol=ATOL_OF_SCALE * expected.abs().max().item(),
-                                   msg=lambda m: f"{name} ({mode}): {m}")
+                                   msg=lambda m, name=name, mode=mode: f"{name} ({mode}): {m}")
 
 
 LEGACY_RUN = Path(__file__).parent / "data" / "legacy_run"  # written by data/make_legacy_run.py

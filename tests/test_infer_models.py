@@ -14,19 +14,26 @@ import yaml
 
 from tstcnn.cli import main
 from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
-from tstcnn.runtime.checkpoint import save_checkpoint
-from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
+from tstcnn.data import WindowClips
 from tstcnn.infer import detect as detect_module
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.export import compare_outputs, export_run, input_names, load_export
+from tstcnn.infer.predict import (
+    PredictOptions,
+    load_predictor,
+    predict_videos,
+    prepared_store,
+    run_reader,
+    source_items,
+    window_probabilities,
+)
 from tstcnn.infer.scoring import score_detection
-from tstcnn.infer.predict import (PredictOptions, load_predictor, predict_videos, prepared_store,
-                                  run_reader, source_items, window_probabilities)
-from tstcnn.data import WindowClips
 from tstcnn.infer.windows import window_starts
 from tstcnn.io.mediaeval import Action, read_actions, read_submission, write_actions, write_submission
 from tstcnn.io.video import VideoWriter
 from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import save_checkpoint
+from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.viz.report import build_report
 
 CLASSES = ["Serve Forehand Loop", "Offensive Backhand Hit", "Negative"]
@@ -109,7 +116,7 @@ def test_raw_videos_are_prepared_with_the_runs_settings_and_normalisation(worksp
         own_scale = store.flow_scale
         reader = run_reader(store, run)
         assert reader.flow_scale == run.flow_scale == 2.0 and store.flow_scale == own_scale  # the store is not changed
-        window = WindowClips.of_video(reader, "short", [-2])[0][0]   # a 5-frame video in an 8-frame window: edge frames repeat
+        window = WindowClips.of_video(reader, "short", [-2])[0][0]   # 5 frames in an 8-frame window: edges repeat
         assert window["rgb"].shape == (3, *INPUT) and window["flow"].shape == (2, *INPUT)
         assert torch.equal(window["rgb"][:, 0], window["rgb"][:, 2]) and torch.equal(window["rgb"][:, 6],
                                                                                       window["rgb"][:, 7])
@@ -299,7 +306,6 @@ def test_bad_runs_and_empty_video_lists_are_one_line_errors(workspace, tmp_path,
 
 
 def test_score_commands_report_metrics_and_name_mismatched_videos(workspace, tmp_path, capsys):
-    _, _, videos = workspace
     gt = tmp_path / "gt"
     for name, label in (("1.mp4", "Negative"), ("2.mp4", "Negative"), ("3.mp4", "Serve Forehand Loop")):
         (gt / label).mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,7 @@ import pytest
 
 from tstcnn.infer.aggregate import aggregate_windows, smooth_frames
 from tstcnn.infer.segments import frames_to_segments, mask_to_runs
-from tstcnn.infer.windows import (clip_window_starts, spread_to_frames, window_centres, window_indices,
-                                  window_starts)
+from tstcnn.infer.windows import clip_window_starts, spread_to_frames, window_centres, window_indices, window_starts
 from tstcnn.io.mediaeval import Action
 
 

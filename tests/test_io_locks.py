@@ -29,9 +29,8 @@ def _start_holder(folder, command: str = "tstcnn prepare", mode: str = "exclusiv
 def test_a_second_process_is_refused_with_the_holders_pid_and_command(tmp_path):
     holder = _start_holder(tmp_path / "store")
     try:
-        with pytest.raises(ValueError) as error:
-            with folder_lock(tmp_path / "store", "tstcnn train"):
-                pass
+        with pytest.raises(ValueError) as error, folder_lock(tmp_path / "store", "tstcnn train"):
+            pass
         message = str(error.value)
         assert message == (f"{tmp_path / 'store'} is in use by `tstcnn prepare` (pid {holder.pid}); wait for it to "
                            "finish or choose another folder")
@@ -55,12 +54,10 @@ def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
 
 
 def test_two_holders_in_one_process_exclude_each_other_and_release_on_error(tmp_path):
-    with pytest.raises(RuntimeError):
-        with folder_lock(tmp_path, "first"):
-            with pytest.raises(ValueError, match=r"in use by `first` \(pid \d+\)"):
-                with folder_lock(tmp_path, "second"):
-                    pass
-            raise RuntimeError("stop")
+    with pytest.raises(RuntimeError), folder_lock(tmp_path, "first"):
+        with pytest.raises(ValueError, match=r"in use by `first` \(pid \d+\)"), folder_lock(tmp_path, "second"):
+            pass
+        raise RuntimeError("stop")
     with folder_lock(tmp_path, "third"):
         assert (tmp_path / LOCK_FILE).is_file()
 
@@ -72,18 +69,18 @@ def test_shared_holders_exclude_only_exclusive_ones(tmp_path):
     shard = _start_holder(tmp_path, "tstcnn prepare --shard 1/3", "shared")
     try:
         with folder_lock(tmp_path, "tstcnn prepare --shard 2/3", shared=True):
-            with pytest.raises(ValueError, match=rf"in use by `tstcnn prepare --shard 1/3` \(pid {shard.pid}\)"):
-                with folder_lock(tmp_path, "tstcnn prepare --merge"):
-                    pass
+            in_use = rf"in use by `tstcnn prepare --shard 1/3` \(pid {shard.pid}\)"
+            with pytest.raises(ValueError, match=in_use), folder_lock(tmp_path, "tstcnn prepare --merge"):
+                pass
         assert (tmp_path / LOCK_FILE).is_file()  # the other shard still holds it
     finally:
         shard.stdin.close()
         shard.wait(30)
     whole = _start_holder(tmp_path, "tstcnn prepare")
     try:
-        with pytest.raises(ValueError, match=rf"in use by `tstcnn prepare` \(pid {whole.pid}\)"):
-            with folder_lock(tmp_path, "tstcnn prepare --shard 0/2", shared=True):
-                pass
+        in_use = rf"in use by `tstcnn prepare` \(pid {whole.pid}\)"
+        with pytest.raises(ValueError, match=in_use), folder_lock(tmp_path, "tstcnn prepare --shard 0/2", shared=True):
+            pass
     finally:
         whole.stdin.close()
         whole.wait(30)

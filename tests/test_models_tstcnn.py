@@ -5,7 +5,15 @@ import torch
 from torch import nn
 
 from tstcnn.models import (
-    BLOCK_KINDS, I3D, PAPER_TABLE_I, TSTCNN, LateFusion, build_model, count_parameters, create_model, list_models,
+    BLOCK_KINDS,
+    I3D,
+    PAPER_TABLE_I,
+    TSTCNN,
+    LateFusion,
+    build_model,
+    count_parameters,
+    create_model,
+    list_models,
 )
 
 TINY = (8, 32, 32)

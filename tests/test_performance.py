@@ -15,12 +15,20 @@ import torch
 from torch import nn
 
 from tstcnn.config import PRESETS, TrainConfig
-from tstcnn.runtime.performance import (apply_performance_options, autocast, autocast_dtype, bf16_is_fast,
-                                      inference_options, prepare_inputs, resolve_precision,
-                                      return_freed_memory_to_os, step_large_parameters_in_backward)
 from tstcnn.models import build_model, build_model_from_config
 from tstcnn.models.blocks import Conv3d, ResidualBlock3d
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
+from tstcnn.runtime.performance import (
+    apply_performance_options,
+    autocast,
+    autocast_dtype,
+    bf16_is_fast,
+    inference_options,
+    prepare_inputs,
+    resolve_precision,
+    return_freed_memory_to_os,
+    step_large_parameters_in_backward,
+)
 
 SIZE = (8, 32, 32)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tstcnn.cli import main
 from tstcnn.bench import CASES, count_flops, format_table, run_benchmark
+from tstcnn.cli import main
 
 
 def test_flop_counts_match_the_design_yardsticks():
@@ -33,7 +33,7 @@ def test_tiny_run_reports_every_case_and_the_ratios():
         summary["train_samples_per_s"] / summary["baseline_train_samples_per_s"])
     for result in summary["cases"]:
         assert result["s_per_sample"] == pytest.approx(1 / result["samples_per_s"])
-        assert 0 < result["gflop_per_s"] and 0 < result["peak_share"] < 2
+        assert result["gflop_per_s"] > 0 and 0 < result["peak_share"] < 2
     assert summary["matmul_peak_gflop_per_s"]["fp32"] > 0
     table = format_table(summary)
     assert all(CASES[name].help in table for name in ("baseline", "bf16-cl-ckpt-sib", "bf16-cl"))

@@ -16,14 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine_helpers import CLASSES, SignalClips
 from tstcnn.config import PRESETS, override
 from tstcnn.engine.trainer import TrainData, fit, read_metrics
 from tstcnn.models import build_model
 from tstcnn.models.cpu_kernels import FewFrameConv3d
 from tstcnn.runtime.checkpoint import load_checkpoint
-from tstcnn.runtime.performance import (apply_performance_options, autocast, bf16_is_fast, prepare_inputs,
-                                        resolve_precision)
+from tstcnn.runtime.performance import (
+    apply_performance_options,
+    autocast,
+    bf16_is_fast,
+    prepare_inputs,
+    resolve_precision,
+)
+
+from engine_helpers import CLASSES, SignalClips
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last_3d}
 

@@ -11,8 +11,17 @@ import pytest
 from tstcnn.config import PrepConfig
 from tstcnn.io.mediaeval import Action
 from tstcnn.prep import store as store_module
-from tstcnn.prep.store import (MAX_ACTIONS, Store, VideoEntryWriter, complete_video_ids, finalize_store,
-                               remove_incomplete, rgb_to_yuv420, write_video_entry, yuv420_to_rgb)
+from tstcnn.prep.store import (
+    MAX_ACTIONS,
+    Store,
+    VideoEntryWriter,
+    complete_video_ids,
+    finalize_store,
+    remove_incomplete,
+    rgb_to_yuv420,
+    write_video_entry,
+    yuv420_to_rgb,
+)
 
 
 def _smooth_rgb(n: int, h: int, w: int) -> np.ndarray:
@@ -72,7 +81,7 @@ def test_round_trip_full_frame_and_manifest(tmp_path):
 def test_crop_follows_centre_and_edges_repeat(tmp_path):
     h, w, n = 40, 64, 10
     roi = np.stack([np.linspace(8, 56, n), np.full(n, 20.0)], 1)
-    rgb, flow = _build(tmp_path, n=n, h=h, w=w, roi=roi)
+    rgb, _ = _build(tmp_path, n=n, h=h, w=w, roi=roi)
     finalize_store(tmp_path, PrepConfig(), ["x"])
     store = Store(tmp_path)
     clip = store.read_clip("a", -2, 14, (16, 20), modalities=("flow",))
@@ -117,10 +126,9 @@ def test_not_a_store_and_unknown_video(tmp_path):
 
 
 def test_interrupted_writer_leaves_no_complete_entry(tmp_path):
-    with pytest.raises(RuntimeError):
-        with VideoEntryWriter(tmp_path, "a", 8, 6) as writer:
-            writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), VideoEntryWriter(tmp_path, "a", 8, 6) as writer:
+        writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
+        raise RuntimeError("killed")
     assert complete_video_ids(tmp_path) == [] and list((tmp_path / "videos").iterdir()) == []
     (tmp_path / "videos" / "b").mkdir()  # a folder without meta.json is not one of ours: it stays
     (tmp_path / "videos" / ".c.0123abcd.tmp").mkdir()
@@ -203,11 +211,10 @@ def test_abort_never_raises_and_leaves_no_temporary_folder(tmp_path):
     os.close(writer._rgb._file.fileno())  # its buffered frame cannot be flushed any more: closing it fails
     writer.abort()
     assert list((tmp_path / "videos").iterdir()) == []
-    with pytest.raises(RuntimeError, match="the original error"):
-        with VideoEntryWriter(tmp_path, "b", 8, 6) as writer:
-            writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
-            os.close(writer._flow._file.fileno())
-            raise RuntimeError("the original error")
+    with pytest.raises(RuntimeError, match="the original error"), VideoEntryWriter(tmp_path, "b", 8, 6) as writer:
+        writer.add(np.zeros((9, 8), np.uint8), np.zeros((3, 4, 2), np.float32))
+        os.close(writer._flow._file.fileno())
+        raise RuntimeError("the original error")
     assert list((tmp_path / "videos").iterdir()) == []
 
 

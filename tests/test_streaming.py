@@ -6,12 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_infer_models import CLASSES, INPUT, make_run, make_video
+
 from tstcnn.data import ClipReader
 from tstcnn.infer import predict as predict_module
 from tstcnn.infer.detect import DetectOptions, detect_store, detect_videos
-from tstcnn.infer.predict import PredictOptions, load_predictor, predict_store, predict_videos, prepared_store, source_items
+from tstcnn.infer.predict import (
+    PredictOptions,
+    load_predictor,
+    predict_store,
+    predict_videos,
+    prepared_store,
+    source_items,
+)
 from tstcnn.io.layouts import SourceItem
 from tstcnn.prep.prepare import prepare_video
 from tstcnn.prep.store import Store, VideoEntryWriter, finalize_store

@@ -1,5 +1,6 @@
 """Writing synthetic datasets: layouts, determinism across worker counts, resume, refusals, the CLI."""
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_detection_layout_annotates_every_stroke_inside_its_video(dataset):
         assert sorted(a.move for a in actions) == sorted(CLASSES[:2])  # negatives are not annotated
         frames = count_frames(videos[0])
         assert all(0 <= a.begin < a.end <= frames for a in actions)
-        assert all(a.end <= b.begin for a, b in zip(actions, actions[1:]))
+        assert all(a.end <= b.begin for a, b in itertools.pairwise(actions))
 
 
 def test_layouts_read_back_with_the_prepare_reader(dataset):

@@ -5,7 +5,12 @@ from PIL import Image
 
 from tstcnn.models import build_model
 from tstcnn.viz.attention import (
-    MaskStatistics, collect_masks, mask_to_clip, overlay_heatmap, save_attention_animation, save_attention_grid,
+    MaskStatistics,
+    collect_masks,
+    mask_to_clip,
+    overlay_heatmap,
+    save_attention_animation,
+    save_attention_grid,
 )
 
 SIZE = (16, 32, 32)

@@ -23,10 +23,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # engine_helpers
 
-from engine_helpers import CLASSES, SignalClips  # noqa: E402
 from tstcnn.config import PRESETS, override  # noqa: E402
 from tstcnn.engine.checkpoint import load_run  # noqa: E402  (its place before runtime/; fails on newer versions)
 from tstcnn.engine.trainer import TrainData, fit  # noqa: E402
+
+from engine_helpers import CLASSES, SignalClips  # noqa: E402
 
 SIZE = (8, 32, 32)
 OUT = HERE / "legacy_run"

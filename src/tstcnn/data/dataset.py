@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from tstcnn.config import DataConfig
 from tstcnn.data import functional as F
 from tstcnn.data.negatives import cap_negatives, mine_negatives, negative_cap
-from tstcnn.data.reader import MODALITY_INPUTS, ClipReader
+from tstcnn.data.reader import ClipReader
 from tstcnn.data.sampling import Segment, TemporalSampler, window_indices
 from tstcnn.data.splits import assign_splits
 from tstcnn.data.transforms import RandomAffine

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import get_args
 
 import numpy as np
-
-from typing import get_args
 
 from tstcnn.config import DataConfig, SplitMode
 

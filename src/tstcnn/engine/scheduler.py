@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import get_args, Any
+from typing import Any, get_args
 
 from tstcnn.config import SchedulerName, TrainConfig
 

@@ -51,8 +51,14 @@ from tstcnn.models import build_model_from_config
 from tstcnn.prep.store import Store
 from tstcnn.progress import progress as progress_bar
 from tstcnn.runtime.checkpoint import load_checkpoint, save_checkpoint
-from tstcnn.runtime.performance import (PRECISIONS, apply_performance_options, autocast, prepare_inputs,
-                                        resolve_precision, step_large_parameters_in_backward)
+from tstcnn.runtime.performance import (
+    PRECISIONS,
+    apply_performance_options,
+    autocast,
+    prepare_inputs,
+    resolve_precision,
+    step_large_parameters_in_backward,
+)
 from tstcnn.taxonomy import Taxonomy
 from tstcnn.viz.figures import plot_curves
 
@@ -395,7 +401,8 @@ def _loaders(cfg: Config, data: TrainData, ctx: DistributedContext) -> tuple[Dat
     rank every world_size-th clip without padding, so the sums over ranks count each clip once)."""
     batch, workers, seed = cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed
     shard_length = -(-len(data.train) // ctx.world_size)
-    options = {"num_workers": workers, "seed": seed, "distributed": ctx.enabled, "pin_memory": ctx.device.type == "cuda"}
+    options = {"num_workers": workers, "seed": seed, "distributed": ctx.enabled,
+               "pin_memory": ctx.device.type == "cuda"}
     # The incomplete last batch is dropped (a batch of one breaks batch norm), unless it is the only one.
     train = build_dataloader(data.train, batch, shuffle=True, drop_last=shard_length >= batch, **options)
     validation = build_dataloader(data.validation, batch, shuffle=False, pad=False, **options)

@@ -35,8 +35,15 @@ import numpy as np
 
 from tstcnn.data import ClipReader
 from tstcnn.infer.aggregate import FRAME_SMOOTHINGS, smooth_frames
-from tstcnn.infer.predict import (ORGANISERS_RUN, run_reader, source_items, stream_problem, stream_windows, window_probabilities,
-                                  work_folder)
+from tstcnn.infer.predict import (
+    ORGANISERS_RUN,
+    run_reader,
+    source_items,
+    stream_problem,
+    stream_windows,
+    window_probabilities,
+    work_folder,
+)
 from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.segments import frames_to_segments
 from tstcnn.infer.windows import spread_to_frames, window_centres, window_starts
@@ -51,8 +58,8 @@ from tstcnn.viz.timeline import plot_timeline
 
 SUMMARY = "detection.json"
 
-__all__ = ["SUMMARY", "mark_in_progress", "finish", "DetectOptions", "VideoDetection", "detect_entry", "write_detection",
-           "detect_store", "detect_streamed", "detect_videos"]
+__all__ = ["SUMMARY", "mark_in_progress", "finish", "DetectOptions", "VideoDetection", "detect_entry",
+           "write_detection", "detect_store", "detect_streamed", "detect_videos"]
 
 
 @dataclass(frozen=True)

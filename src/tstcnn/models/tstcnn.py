@@ -15,8 +15,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tstcnn.models.blocks import (AttentionBlock3d, ConvStage3d, LayerFactory, ResidualBlock3d, create_block,
-                                  init_conv_weights)
+from tstcnn.models.blocks import (
+    AttentionBlock3d,
+    ConvStage3d,
+    LayerFactory,
+    ResidualBlock3d,
+    create_block,
+    init_conv_weights,
+)
 from tstcnn.models.cpu_kernels import autocast_disabled
 
 __all__ = ["MODALITY_CHANNELS", "Branch3d", "TwinFusion", "TSTCNN", "create_branch", "branch_output_size"]

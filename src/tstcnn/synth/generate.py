@@ -25,7 +25,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.mediaeval import write_actions, write_submission
 from tstcnn.io.video import VideoWriter

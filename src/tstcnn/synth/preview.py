@@ -18,7 +18,7 @@ __all__ = ["contact_sheet", "write_preview"]
 def contact_sheet(classes: Sequence[str] = TTSTROKE21_CLASSES, seed: int = 0, size: tuple[int, int] = (320, 180),
                   fps: float = 30.0, frames_per_class: int = 6, left_handed: float = 0.15) -> np.ndarray:
     """RGB image: a row per class (its name on the left), frames from the start to the end of the stroke."""
-    width, height = size
+    _, height = size
     label_width = 190
     rows = []
     for name in classes:

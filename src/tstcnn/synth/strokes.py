@@ -22,6 +22,7 @@ Coordinates are those of :class:`tstcnn.synth.player.Pose` (right-handed player 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
@@ -312,7 +313,7 @@ def build_pose(segments: list[Segment], total: int, fps: float, stance_jitter: f
             bounce[idx] += seg.program.bounce * np.abs(np.sin(np.pi * 2.5 * t + w[3]))
         stance[idx] = _interp(np.array([0.0, 0.15, 0.85, 1.0]), np.array([0, 1, 1, 0.0])[:, None],
                               phase)[:, 0] * seg.program.stance + stance_jitter
-        feet[idx] = _feet(lambda at: _interp(phases, values["root"], at), phase, seg.program.steps, feet_width)
+        feet[idx] = _feet(partial(_interp, phases, values["root"]), phase, seg.program.steps, feet_width)
         backhand[idx] = seg.program.backhand
     return Pose(root=fields["root"], bounce=bounce, knee=fields["knee"][:, 0], lean=fields["lean"][:, 0],
                 twist=fields["twist"][:, 0], stance=stance, hand=fields["hand"], free=fields["free"],

@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tstcnn.viz.figures import save_figure
-
 from tstcnn.io.atomic import atomic_path
+from tstcnn.viz.figures import save_figure
 
 __all__ = ["collect_masks", "mask_to_clip", "overlay_heatmap", "save_attention_grid", "save_attention_animation",
            "MaskStatistics"]
