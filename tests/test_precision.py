@@ -31,6 +31,9 @@ from tstcnn.runtime.performance import (
 
 from engine_helpers import CLASSES, SignalClips
 
+# One intra-op thread: on a shared 2-core machine two threads wait on each other whenever another process holds a
+# core, which made the 50 steps below last minutes instead of seconds.
+pytestmark = pytest.mark.usefixtures("one_thread")
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last_3d}
 
 
