@@ -31,8 +31,9 @@ CASES = {f"{modality}_{block}": dict(modality=modality, block=block, **TINY)
          for modality in ("rgb", "flow", "twin") for block in ("none", "residual", "attention")}
 CASES.update({f"i3d_{stream}": dict(modality=f"i3d-{stream}", input_size=SIZE, num_classes=5)
               for stream in ("rgb", "flow")})
-# fp32 through ~40 layers: the same kernels agree to rounding, other CPUs' kernels to a few ulps per layer.
-RTOL, ATOL_OF_SCALE = 1e-4, 1e-5
+# fp32 through up to ~60 layers: kernels that sum in another order (thread count, memory format, another CPU) move
+# the logits by up to 2e-4 of their scale; a change of what the network computes moves them by far more.
+RTOL, ATOL_OF_SCALE = 5e-4, 5e-4
 
 
 def set_deterministic_weights(model: nn.Module) -> nn.Module:
@@ -57,7 +58,8 @@ def set_deterministic_weights(model: nn.Module) -> nn.Module:
     return model
 
 
-def golden_inputs(batch: int = 3) -> dict[str, torch.Tensor]:
+def golden_inputs(batch: int = 8) -> dict[str, torch.Tensor]:
+    """Eight clips: batch statistics of the deepest 1×1×1 maps over fewer values amplify rounding too much."""
     generator = torch.Generator().manual_seed(2020)
     return {"rgb": torch.rand(batch, 3, *SIZE, generator=generator),
             "flow": torch.rand(batch, 2, *SIZE, generator=generator) * 2 - 1}
@@ -92,7 +94,7 @@ def test_golden_file_covers_every_case(recorded):
 def test_logits_equal_the_recorded_ones(name, recorded):
     logits = golden_logits(name)
     for mode, expected in recorded[name].items():
-        assert expected.shape == (3, 5) and expected.std(0).max() > 1e-3, "the recorded logits tell the inputs apart"
+        assert expected.shape == (8, 5) and expected.std(0).max() > 1e-2, "the recorded logits tell the inputs apart"
         torch.testing.assert_close(logits[mode], expected, rtol=RTOL, atol=ATOL_OF_SCALE * expected.abs().max().item(),
                                    msg=lambda m, name=name, mode=mode: f"{name} ({mode}): {m}")
 
@@ -111,5 +113,5 @@ def test_run_saved_by_an_earlier_version_loads_strictly_and_predicts_the_same():
     inputs = {"rgb": expected["rgb"].float() / 255, "flow": expected["flow"].float() / 127.5 - 1}
     with torch.no_grad():
         logits = run.model(**inputs)
-    torch.testing.assert_close(logits, expected["logits"], rtol=RTOL, atol=ATOL_OF_SCALE * 10)
+    torch.testing.assert_close(logits, expected["logits"], rtol=RTOL, atol=ATOL_OF_SCALE * expected["logits"].abs().max())
     assert torch.equal(logits.argmax(1), expected["logits"].argmax(1))
