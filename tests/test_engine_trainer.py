@@ -1,5 +1,6 @@
 """The training loop on tiny in-memory clips: it learns, resumes exactly, reloads the best state, writes its run."""
 
+import copy
 import json
 import math
 import os
@@ -7,10 +8,11 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tstcnn.config import override
 from tstcnn.engine.distributed import DistributedContext
-from tstcnn.engine.trainer import fit, read_metrics, run_epoch
+from tstcnn.engine.trainer import build_optimizer, fit, read_metrics, run_epoch
 from tstcnn.io.locks import folder_lock
 from tstcnn.models import build_model_from_config
 from tstcnn.runtime.checkpoint import load_checkpoint, load_run
@@ -195,3 +197,29 @@ def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path):
     assert not (run / "metrics.jsonl").exists()  # the refused run wrote nothing
     fit(tiny_config(epochs=1), tiny_data(), run, progress=False)  # free again once the first is done
     assert len(read_metrics(run / "metrics.jsonl")) == 1
+
+
+def test_a_step_skipped_by_the_gradient_scaler_leaves_no_garbage_in_the_momentum():
+    torch.manual_seed(0)
+    model = nn.Linear(64, 32)
+    reference = copy.deepcopy(model)
+    train = tiny_config(momentum=0.9, lr=0.1).train
+    fused = build_optimizer(model, train, torch.device("cpu"))
+    plain = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=train.weight_decay,
+                            nesterov=train.nesterov)
+    inputs = torch.randn(8, 64)
+    scaler = torch.amp.GradScaler("cpu")
+    garbage = [torch.full((n,), math.nan) for n in (32, 2048, 4096)]  # what the allocator may hand back next
+    del garbage
+    fused.zero_grad()
+    scaler.scale(model(inputs).sum() * math.inf).backward()  # an overflow: the scaler skips this step
+    scaler.step(fused)
+    scaler.update()
+    assert all(torch.equal(fused.state[p]["momentum_buffer"], torch.zeros_like(p)) for p in model.parameters())
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            net(inputs).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

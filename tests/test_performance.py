@@ -16,7 +16,7 @@ from torch import nn
 
 from tstcnn.config import PRESETS, TrainConfig
 from tstcnn.models import build_model, build_model_from_config
-from tstcnn.models.blocks import Conv3d, ResidualBlock3d
+from tstcnn.models.blocks import ResidualBlock3d
 from tstcnn.models.reference import ReferenceTSTCNN, reference_from_model
 from tstcnn.runtime.performance import (
     apply_performance_options,
@@ -152,36 +152,6 @@ def test_bf16_autocast_is_close_to_reference_and_keeps_fc_in_fp32():
     assert (fast.argmax(1) == ref.argmax(1)).float().mean() >= 0.75
 
 
-@pytest.mark.parametrize("frames", [1, 2])
-@pytest.mark.parametrize("channels", [12, 16])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
-def test_few_frame_convolution_equals_the_3d_one(channels, frames, memory_format):
-    torch.manual_seed(0)
-    conv = Conv3d(channels, channels, kernel_size=3, padding=1)
-    plain = nn.Conv3d(channels, channels, kernel_size=3, padding=1)
-    plain.load_state_dict(conv.state_dict())
-    conv.to(memory_format=memory_format)
-    x = torch.randn(2, channels, frames, 6, 6).relu().contiguous(memory_format=memory_format)
-    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, ref = conv(ours), plain(theirs)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    grad = torch.randn_like(ref)
-    out.backward(grad)
-    ref.backward(grad)
-    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-5)
-    # Where oneDNN's bf16 kernels go wrong: 12 channels, one frame (forward, AMX); two frames (weight gradient,
-    # AVX-512-BF16 without AMX).
-    conv.zero_grad()
-    bf16_input = x.clone().requires_grad_()
-    with autocast("bf16", "cpu"):
-        fast = conv(bf16_input)
-    fast.float().backward(grad)
-    _assert_close_rel(fast, ref.detach(), 0.03, "bf16 few-frame convolution")
-    _assert_close_rel(bf16_input.grad, theirs.grad, 0.03, "bf16 few-frame input gradient")
-    _assert_close_rel(conv.weight.grad, plain.weight.grad, 0.03, "bf16 few-frame weight gradient")
-
-
 def test_cpu_small_model_in_bf16_is_finite_and_close_to_fp32():
     # Its 16 frames reach one frame with 12-channel bottlenecks inside the third attention block's mask branch.
     torch.manual_seed(0)
@@ -260,72 +230,6 @@ def test_inference_options_follow_the_hardware():
     assert options["precision"] == ("bf16" if bf16_is_fast("cpu") else "fp32")
     assert options["channels_last"] is bf16_is_fast("cpu")
     assert bf16_is_fast("meta") is False
-
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_stage_pooling_keeps_only_indices_and_gives_the_same_gradient(channels_last):
-    from tstcnn.models.blocks import MaxPool3d
-
-    x = torch.randn(2, 3, 7, 9, 6)  # odd sizes: the last plane is dropped
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    x.requires_grad_(True)
-    expected = torch.nn.MaxPool3d(2)(x)
-    (expected_grad,) = torch.autograd.grad(expected, x, torch.ones_like(expected) * torch.arange(expected.shape[-1]))
-    out = MaxPool3d(2)(x)
-    assert {t.shape for t in out.grad_fn.saved_tensors} == {out.shape}  # the indices, not the input
-    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out) * torch.arange(out.shape[-1]))
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(grad, expected_grad)
-    assert grad.is_contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
-
-
-@pytest.mark.parametrize("channels, dtype", [(8, torch.float32), (30, torch.bfloat16), (60, torch.float64)])
-def test_batch_norm_on_wide_views_equals_pytorchs(channels, dtype, monkeypatch):
-    from tstcnn.models import blocks
-
-    monkeypatch.setattr(blocks, "_WIDE_MIN_NUMEL", 0)  # the paper-size maps' path, on small ones
-    torch.manual_seed(0)
-    x = (torch.randn(4, channels, 4, 5, 6) * 2 + 5).to(dtype).contiguous(memory_format=torch.channels_last_3d)
-    grad = torch.randn(x.shape, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
-    parameter_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    ours, reference = blocks.BatchNorm3d(channels).to(parameter_dtype), nn.BatchNorm3d(channels).to(parameter_dtype)
-    with torch.no_grad():
-        ours.weight.uniform_(0.5, 1.5)
-        ours.bias.normal_()
-    reference.load_state_dict(ours.state_dict())
-    results = []
-    for module in (ours, reference):
-        x_in = x.clone().requires_grad_(True)
-        for _ in range(2):  # running statistics over two batches
-            out = module(x_in)
-        results.append((out, *torch.autograd.grad(out, (x_in, module.weight, module.bias), grad), module.running_mean,
-                        module.running_var, module.num_batches_tracked))
-    assert isinstance(results[0][0].grad_fn, blocks._WideBatchNorm._backward_cls)
-    assert results[0][0].is_contiguous(memory_format=torch.channels_last_3d)
-    assert results[0][1].is_contiguous(memory_format=torch.channels_last_3d)
-    tolerance = {torch.bfloat16: 2e-2, torch.float32: 1e-5, torch.float64: 1e-10}[dtype]
-    for actual, expected in zip(*results):
-        torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance)
-
-
-def test_batch_norm_keeps_pytorchs_path_where_it_is_fast(monkeypatch):
-    from tstcnn.models import blocks
-
-    def wide(channels: int, size=(2, 3, 4), channels_last: bool = True, training: bool = True) -> bool:
-        x = torch.randn(2, channels, *size)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        out = blocks.BatchNorm3d(channels).train(training)(x.requires_grad_())
-        return isinstance(out.grad_fn, blocks._WideBatchNorm._backward_cls)
-
-    assert not wide(8)  # small maps: the extra kernel calls cost more than they save
-    monkeypatch.setattr(blocks, "_WIDE_MIN_NUMEL", 0)
-    assert wide(8) and wide(30) and wide(15, size=(2, 2, 2))  # 16 rows: one view of 16 copies
-    assert not wide(16) and not wide(48)  # multiples of 16: PyTorch's kernels are fast
-    assert not wide(15, size=(3, 3, 3))  # 54 rows cannot be split into 16 copies
-    assert not wide(8, channels_last=False) and not wide(8, training=False)
 
 
 def _resident_mb() -> float:

@@ -35,7 +35,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tstcnn.config import Config, config_to_dict, override
+from tstcnn.config import Config, TrainConfig, config_to_dict, override
 from tstcnn.data import StrokeClips, build_dataloader, rank_and_world
 from tstcnn.engine.distributed import (
     DistributedContext,
@@ -62,8 +62,8 @@ from tstcnn.runtime.performance import (
 from tstcnn.taxonomy import Taxonomy
 from tstcnn.viz.figures import plot_curves
 
-__all__ = ["TrainData", "EpochResult", "fit", "train", "train_data_from_store", "read_metrics", "PRECISIONS",
-           "run_epoch"]
+__all__ = ["TrainData", "EpochResult", "build_optimizer", "fit", "train", "train_data_from_store", "read_metrics",
+           "PRECISIONS", "run_epoch"]
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -243,6 +243,24 @@ class _RunWriter:
             self.tensorboard.close()
 
 
+def build_optimizer(model: nn.Module, train: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD with Nesterov momentum as the paper trains, fused into one kernel on CPU and CUDA (no copies of the
+    large FC gradients).
+
+    The momentum buffers start at zero, which for SGD without dampening is the same first step as PyTorch's
+    lazily made buffers: fused SGD allocates its buffers uninitialised and, when the fp16 gradient scaler skips
+    a step, leaves them unwritten, so the next step would add whatever the memory held.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                                weight_decay=train.weight_decay, nesterov=train.nesterov,
+                                fused=device.type in ("cpu", "cuda"))
+    if train.momentum > 0:
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                optimizer.state[parameter]["momentum_buffer"] = torch.zeros_like(parameter)
+    return optimizer
+
+
 def _prepare_model(cfg: Config, ctx: DistributedContext) -> tuple[nn.Module, nn.Module]:
     """(the model to call, the plain model to save): device, speed options, DDP and compile applied."""
     plain = build_model_from_config(cfg.model)
@@ -314,9 +332,7 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
     last_path, best_path = out_dir / "checkpoints" / "last.pt", out_dir / "checkpoints" / "best.pt"
     _seed_everything(train_cfg.seed)
     model, plain = _prepare_model(cfg, ctx)
-    optimizer = torch.optim.SGD(plain.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
-                                weight_decay=train_cfg.weight_decay, nesterov=train_cfg.nesterov,
-                                fused=ctx.device.type in ("cpu", "cuda"))  # one kernel, no copies of the FC grads
+    optimizer = build_optimizer(plain, train_cfg, ctx.device)
     if train_cfg.step_in_backward:
         if ctx.enabled:
             logger.warning("step_in_backward is off under DistributedDataParallel (gradients are averaged after it)")
