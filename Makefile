@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tstcnn demo --out runs/demo
 
+# The layer contracts (pyproject.toml) and the linter run before the tests: an upward import fails the build.
 test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -3,14 +3,17 @@
 Each video is decoded once (PyAV, resized by swscale straight to YUV 4:2:0 at the prep width, decoding in a
 background thread), the flow between consecutive frames is computed on the luma plane, the ROI centre is
 taken from the flow norm and smoothed, and the entry is written under a temporary name then renamed
-(:class:`~tstcnn.prep.store.VideoEntryWriter`). Videos run in worker processes (one OpenCV thread each).
+(:class:`~tstcnn.prep.store.VideoEntryWriter`). Videos run in worker processes (one OpenCV thread each), which end
+with the run: killed (even by SIGKILL), it takes them along; interrupted (Ctrl-C, SIGTERM), it ends them at once.
+A video with more than :data:`~tstcnn.prep.store.MAX_ACTIONS` strokes is refused before it is decoded.
 
 Resume: a video whose folder holds ``meta.json`` is skipped; the temporary folders of the videos to do are
 removed and redone. A video whose source changed is rebuilt beside its old entry, which it replaces in one
 step when complete; the manifest is written at the end, so a store is always readable whole.
 ``shard=(i, n)`` prepares every n-th video from the i-th (ids sorted) and records ``shards/<i>-of-<n>.json``;
 :func:`merge_shards` gathers shards (from this store or others) and writes the manifest once all are there.
-:func:`prepare_video_arrays` runs the same steps on one video in memory, for inference on raw videos.
+:func:`prepare_video_arrays` runs the same steps on one video in memory; :mod:`tstcnn.prep.stream` runs them into
+chunk stores of bounded size, for inference on raw videos.
 
 ``prepare`` writes only into an empty (or missing) folder or a store it made (its ``prepare.json`` or a
 tstcnn-store manifest), and holds the store's lock while it writes: shards of one store share it, and any other
@@ -50,9 +53,21 @@ from tstcnn.io.locks import LOCK_FILE, folder_lock
 from tstcnn.io.video import VideoError, iter_decoded, probe
 from tstcnn.prep.flow import create_flow
 from tstcnn.prep.roi import frame_centre, smooth_centres
-from tstcnn.prep.store import (FORMAT, MANIFEST, MAX_ACTIONS, META, VIDEOS, VideoEntryWriter, complete_video_ids,
-                               downsample_flow, entry_in_the_way, finalize_store, move_entry, remove_incomplete,
-                               yuv420_to_rgb)
+from tstcnn.prep.store import (
+    FORMAT,
+    MANIFEST,
+    MAX_ACTIONS,
+    META,
+    VIDEOS,
+    VideoEntryWriter,
+    complete_video_ids,
+    downsample_flow,
+    entry_in_the_way,
+    finalize_store,
+    move_entry,
+    remove_incomplete,
+    yuv420_to_rgb,
+)
 
 __all__ = ["PreparedVideo", "VideoResult", "PrepareSummary", "frame_size", "iter_yuv420", "prepare_video_arrays",
            "prepare_video", "prepare_items", "prepare_dataset", "merge_shards", "parse_shard", "summary_lines"]
@@ -88,7 +103,7 @@ def _prefetch(frames: Iterator[np.ndarray], depth: int = 16) -> Iterator[np.ndar
                     return
                 items.put(frame)
             items.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             items.put(exc)
 
     thread = threading.Thread(target=produce, daemon=True)
@@ -271,7 +286,7 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
                 _count_frames(frames % 16)
     except (VideoError, OSError) as exc:
         return VideoResult(item.id, problems=[str(exc)])
-    except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others; its name is in the message
+    except Exception as exc:
         return VideoResult(item.id, problems=[f"{item.path}: {type(exc).__name__}: {exc}"])
     return VideoResult(item.id, frames, time.perf_counter() - start)
 

@@ -2,8 +2,9 @@
 
 As in the authors' MediaEval 2019 and MTAP 2020 papers, the centre of a frame's region of interest combines
 the position of the maximum of the flow norm with the centre of gravity of the strongly moving pixels
-(norm ≥ ``strong`` × maximum, weighted by the norm), on the norm averaged over a few pixels. Frames with almost no motion give no estimate and are
-filled from their neighbours; the track is then smoothed with a Gaussian of ``prep.roi_smoothing`` frames.
+(norm ≥ ``strong`` × maximum, weighted by the norm), on the norm averaged over a few pixels. Frames with almost
+no motion give no estimate and are filled from their neighbours; the track is then smoothed with a Gaussian of
+``prep.roi_smoothing`` frames.
 """
 
 from __future__ import annotations

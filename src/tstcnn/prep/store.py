@@ -23,6 +23,12 @@ one in a single step (then the old one is removed), so an entry is never missing
 ``prepare`` leaves at most temporary folders, which the next run removes. An entry's ``meta.json`` describes
 its arrays: a :class:`Store` takes each video's record from it, so a manifest written before an entry was
 rebuilt still reads whole; the store refuses a manifest naming an entry that is not there.
+
+A :class:`Store` checks what it reads before anything is sized by it: every manifest field (known names, types,
+``flow_scale`` finite and > 0, the prep settings against the config's bounds) and every field of each video's
+record, whose frame count and frame size must be those of its arrays (``rgb.npy`` on opening the store, the
+others when the video is first read); a failure is one line naming the file and the field. Stored strokes lie
+inside their video (the writer cuts them to its frames) and number at most :data:`MAX_ACTIONS`.
 """
 
 from __future__ import annotations
