@@ -103,7 +103,7 @@ def _prefetch(frames: Iterator[np.ndarray], depth: int = 16) -> Iterator[np.ndar
                     return
                 items.put(frame)
             items.put(done)
-        except BaseException as exc:
+        except BaseException as exc:  # handed to the consumer
             items.put(exc)
 
     thread = threading.Thread(target=produce, daemon=True)
@@ -286,7 +286,7 @@ def prepare_video(item: SourceItem, store_root: str | Path, prep: PrepConfig, th
                 _count_frames(frames % 16)
     except (VideoError, OSError) as exc:
         return VideoResult(item.id, problems=[str(exc)])
-    except Exception as exc:
+    except Exception as exc:  # one bad video must not stop the others; its name is in the message
         return VideoResult(item.id, problems=[f"{item.path}: {type(exc).__name__}: {exc}"])
     return VideoResult(item.id, frames, time.perf_counter() - start)
 
