@@ -11,8 +11,8 @@ from tstcnn.io.mediaeval import Action
     (20, 8, 4, [0, 4, 8, 12]),       # the stride lands on the last window
     (21, 8, 4, [0, 4, 8, 12, 13]),   # one more window so the last frame is covered
     (8, 8, 3, [0]),                   # exactly one window
-    (5, 8, 2, [-2]),                  # shorter than a window: one centred window, padded
-    (1, 4, 1, [-2]),
+    (5, 8, 2, [-1]),                  # shorter than a window: one centred window, the odd padded frame after
+    (1, 4, 1, [-1]),
 ])
 def test_window_starts_cover_first_and_last_frames(num_frames, size, stride, expected):
     starts = window_starts(num_frames, size, stride)
