@@ -8,6 +8,7 @@ reporter that logs one line per ``log_every`` (default 10 %) of the work, plus t
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +37,7 @@ class LogProgress:
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.disable, self.n, self.postfix = disable, 0, ""
-        self._step = max(1, int((total or 0) * log_every)) if total else None
+        self._step = max(1, math.ceil(total * log_every)) if total else None
         self._next, self._started, self._reported = self._step, time.perf_counter(), 0
 
     def __iter__(self) -> Iterator[Any]:

@@ -43,7 +43,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from tstcnn.config import PrepConfig
 from tstcnn.io.atomic import atomic_write_bytes, atomic_write_text
@@ -68,6 +67,7 @@ from tstcnn.prep.store import (
     remove_incomplete,
     yuv420_to_rgb,
 )
+from tstcnn.progress import progress as progress_bar
 
 __all__ = ["PreparedVideo", "VideoResult", "PrepareSummary", "frame_size", "iter_yuv420", "prepare_video_arrays",
            "prepare_video", "prepare_items", "prepare_dataset", "merge_shards", "parse_shard", "summary_lines"]
@@ -356,7 +356,7 @@ def prepare_items(items: Sequence[SourceItem], store_root: str | Path, prep: Pre
         order = order[:max_videos]
     results: list[VideoResult] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(order), unit="video", desc="prepare", disable=not progress)
+    bar = progress_bar(total=len(order), unit="video", desc="prepare", enabled=progress)
     context = multiprocessing.get_context("spawn")
     frames_done = context.Value("q", 0)
 
