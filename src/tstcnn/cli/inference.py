@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +103,17 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian aggregation: standard deviation in frames (default: a quarter of the span)")
 
 
+def _writing_to_out(command: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` with its inputs checked and the lock of ``--out`` held: one writer per output folder."""
+    def locked(args: argparse.Namespace) -> int:
+        _inputs_given(args)
+        with folder_lock(args.out, f"tstcnn {command}"):
+            return run(args)
+
+    return locked
+
+
 def _predict(args: argparse.Namespace) -> int:
-    _inputs_given(args)
-    with folder_lock(args.out, "tstcnn predict"):
-        return _predict_locked(args)
-
-
-def _predict_locked(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
     options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
@@ -140,7 +144,7 @@ PREDICT = Command(
     "longer than the network's window is classified from several windows aggregated at test time. Writes "
     "OUT/submission.xml (<videos><video name class/>) and OUT/predictions.csv (the score of every class). Videos "
     "that fail are named and skipped.",
-    _predict_arguments, _predict)
+    _predict_arguments, _writing_to_out("predict", _predict))
 
 
 def _detect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,12 +169,6 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    _inputs_given(args)
-    with folder_lock(args.out, "tstcnn detect"):
-        return _detect_locked(args)
-
-
-def _detect_locked(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
@@ -200,7 +198,7 @@ DETECT = Command(
     "Writes OUT/<id>.xml (<video><action begin end move/>), OUT/<id>_timeline.png, OUT/<id>_frames.npz and "
     "OUT/detection.json (settings, speed, and the MediaEval scores when <id>.xml ground truth lies beside the video "
     "or in the store).",
-    _detect_arguments, _detect)
+    _detect_arguments, _writing_to_out("detect", _detect))
 
 
 def _score_classification_arguments(parser: argparse.ArgumentParser) -> None:

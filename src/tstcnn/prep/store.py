@@ -57,7 +57,7 @@ from tstcnn import __version__
 from tstcnn.config import PrepConfig, field_specs
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.ids import check_id, inside
-from tstcnn.io.mediaeval import Action
+from tstcnn.io.mediaeval import MAX_ACTIONS_PER_VIDEO, Action
 
 __all__ = ["FORMAT", "VERSION", "MAX_ACTIONS", "Store", "VideoEntry", "VideoArrays", "VideoEntryWriter",
            "write_video_entry", "finalize_store", "complete_video_ids", "remove_incomplete", "entry_in_the_way",
@@ -72,7 +72,7 @@ _HEADER_BYTES = 128  # .npy header reserved up front, filled in once the frame c
 _FLOW_HEADROOM = 3.0  # quantisation range = headroom × the largest per-frame 99.5th percentile of |flow|
 _FLOW_PERCENTILE = 99.5
 _TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # .<id>.<8 hex>.tmp: a folder being built or replaced
-MAX_ACTIONS = 100_000  # strokes per video: far above any real annotation, low enough to bound what readers build
+MAX_ACTIONS = MAX_ACTIONS_PER_VIDEO  # the annotation reader's cap: one bound on strokes per video everywhere
 _MANIFEST_FIELDS = ("format", "version", "preset", "prep", "libraries", "layout", "source", "classes", "flow_scale",
                     "flow_scale_from", "videos", "problems")
 _REQUIRED_FIELDS = ("format", "version", "prep", "classes", "flow_scale", "videos")
