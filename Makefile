@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tstcnn demo --out runs/demo
 
+# The annotation page is tested in a real browser: Debian's Chromium, driven by Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+
 # The layer contracts (pyproject.toml) and the linter run before the tests: an upward import fails the build.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 
 from tstcnn import __version__
-from tstcnn.cli import data, inference, reports, tools, training
+from tstcnn.cli import annotation, data, inference, reports, tools, training
 from tstcnn.cli.command import Command, Parser, UsageError
 from tstcnn.cli.options import add_log_options
 from tstcnn.io.mediaeval import AnnotationError
@@ -36,6 +36,7 @@ STAGES: tuple[tuple[str, tuple[Command, ...]], ...] = (
     ("data", data.COMMANDS),
     ("training", training.COMMANDS),
     ("inference", inference.COMMANDS),
+    ("annotation", annotation.COMMANDS),
     ("reports", reports.COMMANDS),
     ("tools", tools.COMMANDS),
 )
