@@ -3,7 +3,8 @@
 Each window of the network's ``T`` frames, every ``stride`` frames, gives class probabilities that speak
 for its centre frame; frames in between are interpolated (:mod:`tstcnn.infer.windows`), smoothed over
 time (vote, mean or Gaussian, :mod:`tstcnn.infer.aggregate`), then cut into stroke-vs-negative segments,
-each given the stroke class it scores highest, short segments dropped (:mod:`tstcnn.infer.segments`).
+each given the stroke class it scores highest, short segments dropped (:mod:`tstcnn.infer.segments`). Each stroke
+also gets a confidence and its three likeliest classes (:func:`score_strokes`), for review.
 
 The stride trades speed for temporal precision: the cost is one network pass per window, so stride ``S``
 costs about ``1/S`` of stride 1, while segment boundaries are only resolved to about ``S / 2`` frames
@@ -58,8 +59,8 @@ from tstcnn.viz.timeline import plot_timeline
 
 SUMMARY = "detection.json"
 
-__all__ = ["SUMMARY", "mark_in_progress", "finish", "DetectOptions", "VideoDetection", "detect_entry",
-           "write_detection", "detect_store", "detect_streamed", "detect_videos"]
+__all__ = ["SUMMARY", "mark_in_progress", "finish", "DetectOptions", "StrokeScore", "VideoDetection", "score_strokes",
+           "detect_entry", "write_detection", "detect_store", "detect_streamed", "detect_videos"]
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,18 @@ class DetectOptions:
         return resolved
 
 
+@dataclass(frozen=True)
+class StrokeScore:
+    """How sure the detector is of one stroke: the mean probability of its class over its frames, and the three
+    stroke classes of highest mean probability (the first is the stroke's class)."""
+
+    confidence: float
+    top3: tuple[tuple[str, float], ...]
+
+
 @dataclass
 class VideoDetection:
-    """What the detector saw and found in one video."""
+    """What the detector saw and found in one video; ``scores[i]`` goes with ``actions[i]``."""
 
     video_id: str
     frames: int
@@ -100,6 +110,22 @@ class VideoDetection:
     frame_probs: np.ndarray  # (N, C), smoothed
     actions: list[Action]
     seconds: float
+    scores: list[StrokeScore] = dataclasses.field(default_factory=list)
+
+
+def score_strokes(frame_probs: np.ndarray, actions: Sequence[Action], classes: Sequence[str], negative_index: int,
+                  k: int = 3) -> list[StrokeScore]:
+    """A :class:`StrokeScore` per action from per-frame probabilities ``(N, C)``: means over ``[begin, end)``
+    (Negative left out of the ranking, as :func:`~tstcnn.infer.segments.frames_to_segments` leaves it out)."""
+    strokes = [c for c in range(len(classes)) if c != negative_index]
+    scores = []
+    for action in actions:
+        frames = frame_probs[max(action.begin, 0):max(action.end, action.begin + 1)]
+        mean = frames[:, strokes].mean(0) if len(frames) else np.zeros(len(strokes))
+        order = np.argsort(-mean, kind="stable")[:k]
+        top = tuple((classes[strokes[i]], round(float(mean[i]), 4)) for i in order)
+        scores.append(StrokeScore(confidence=top[0][1] if top else 0.0, top3=top))
+    return scores
 
 
 def _negative_index(run: Any) -> int:
@@ -121,8 +147,9 @@ def detect_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: Detec
                                 options.smoothing, options.smooth_width)
     actions = frames_to_segments(frame_probs, run.classes.classes, _negative_index(run), threshold=options.threshold,
                                  min_length=options.min_length, max_gap=options.max_gap)
+    scores = score_strokes(frame_probs, actions, run.classes.classes, _negative_index(run))
     return VideoDetection(entry.id, entry.frames, entry.fps, starts, probs, frame_probs, actions,
-                          time.perf_counter() - began)
+                          time.perf_counter() - began, scores)
 
 
 def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, truth: Sequence[Action] | None,
@@ -254,8 +281,9 @@ def detect_streamed(run: Any, item: SourceItem, options: DetectOptions, work_dir
                                 options.smoothing, options.smooth_width)
     actions = frames_to_segments(frame_probs, run.classes.classes, _negative_index(run), threshold=options.threshold,
                                  min_length=options.min_length, max_gap=options.max_gap)
+    scores = score_strokes(frame_probs, actions, run.classes.classes, _negative_index(run))
     return VideoDetection(item.id, frames, streamed.entry.fps, streamed.starts, streamed.probs, frame_probs, actions,
-                          streamed.seconds + time.perf_counter() - began)
+                          streamed.seconds + time.perf_counter() - began, scores)
 
 
 def _expected_windows(items: Sequence[SourceItem], length: int, stride: int) -> int | None:
