@@ -20,9 +20,10 @@ import dataclasses
 import functools
 import math
 import numbers
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -41,6 +42,7 @@ __all__ = [
     "SplitMode",
     "SchedulerName",
     "Precision",
+    "FrameStride",
     "Bounds",
     "FieldSpec",
     "setting",
@@ -59,6 +61,7 @@ FlowMethod = Literal["deepflow", "tvl1", "farneback", "dis"]
 SplitMode = Literal["layout", "video"]
 SchedulerName = Literal["paper", "cosine", "step", "constant"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+FrameStride = int | Literal["auto"]  # DataConfig.frame_stride; auto resolved per store by data.sampling
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)  # TrainConfig.precision; resolved by runtime.performance
 
@@ -112,6 +115,7 @@ class FieldSpec:
     help: str
     metavar: str | None
     derived: str | None
+    words: tuple[str, ...] = ()  # named values a number field accepts too (``int | Literal["auto"]``)
 
     @property
     def qualname(self) -> str:
@@ -128,6 +132,8 @@ class FieldSpec:
             self._check_one(value, self.type)
 
     def _check_one(self, value: Any, kind: type | None) -> None:
+        if self.words and isinstance(value, str) and value in self.words:
+            return
         if self.choices is not None:
             if value not in self.choices:
                 raise ValueError(f"unknown {self.qualname} {value!r}; allowed: {', '.join(self.choices)}")
@@ -138,7 +144,8 @@ class FieldSpec:
         else:
             wanted = numbers.Integral if kind is int else numbers.Real
             if isinstance(value, bool) or not isinstance(value, wanted):
-                raise ValueError(f"{self.qualname} must be {'an integer' if kind is int else 'a number'}, "
+                words = "".join(f" or {word}" for word in self.words)
+                raise ValueError(f"{self.qualname} must be {'an integer' if kind is int else 'a number'}{words}, "
                                  f"got {value!r}")
             try:
                 self.bounds.check(value)
@@ -193,6 +200,9 @@ class DataConfig:
     split_fractions: tuple[float, float, float] = setting((0.7, 0.15, 0.15), "train, validation and test shares "
                                                           "for split_by=video", ge=0, le=1, metavar="TRAINxVALxTEST")
     split_seed: int = setting(0, "seed of split_by=video, apart from the training seed so that splits stay put", ge=0)
+    frame_stride: FrameStride = setting(1, "a clip takes every k-th source frame, so T frames span (T-1)k+1; auto: "
+                                           "about 0.83 s per clip from the videos' frame rate", ge=1,
+                                        metavar="K|auto")
 
 
 @dataclass(frozen=True)
@@ -255,7 +265,11 @@ def field_specs(section: str | type) -> tuple[FieldSpec, ...]:
     hints = get_type_hints(cls)
     specs = []
     for f in fields(cls):
-        hint, choices, item_type, length = hints[f.name], None, None, None
+        hint, choices, item_type, length, words = hints[f.name], None, None, None, ()
+        if get_origin(hint) in (Union, types.UnionType):  # a number or named values: int | Literal["auto"]
+            literals = [a for a in get_args(hint) if get_origin(a) is Literal]
+            words = tuple(w for a in literals for w in get_args(a))
+            hint = next(a for a in get_args(hint) if a not in literals)
         if get_origin(hint) is Literal:
             kind, choices = str, get_args(hint)
         elif get_origin(hint) is tuple:
@@ -263,7 +277,7 @@ def field_specs(section: str | type) -> tuple[FieldSpec, ...]:
         else:
             kind = hint
         specs.append(FieldSpec(name, f.name, kind, item_type, length, choices, f.metadata["bounds"],
-                               f.metadata["help"], f.metadata["metavar"], f.metadata["derived"]))
+                               f.metadata["help"], f.metadata["metavar"], f.metadata["derived"], words))
     return tuple(specs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from tstcnn.annotate.agreement import MIN_IOU, agreement, by_annotator, consensus
@@ -81,21 +82,22 @@ def _open(path: str) -> Project:
 
 def _import(args: argparse.Namespace) -> int:
     root = Path(args.project)
+    created = not root.exists()
     if (root / DATABASE).exists():
         if args.classes:
             raise UsageError(f"{root} is a project already; --classes only applies to a new one")
         project = Project.open(root)
     else:
-        classes = load_taxonomy(args.classes).classes if args.classes else None
-        project = Project.create(root, classes)
-        print(f"created project {root}")
-    with project:
-        try:
+        project = Project.create(root, load_taxonomy(args.classes).classes if args.classes else None)
+    try:
+        with project:
             summary = import_xml(project, args.xml_dir, args.annotator, link=args.link)
-        except ImportProblems as exc:
-            for problem in exc.problems[1:]:
-                logger.warning("also: %s", problem)
-            raise
+    except ImportProblems as exc:
+        for problem in exc.problems[1:]:
+            logger.warning("also: %s", problem)
+        if created:  # the folder is this command's own: a refused import leaves no empty project behind
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     print(f"imported {summary.total} strokes of {summary.annotator} on {len(summary.strokes)} videos "
           f"({len(summary.videos_added)} added to the project)")
     return 0

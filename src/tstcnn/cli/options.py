@@ -184,6 +184,8 @@ def _field_type(spec: FieldSpec) -> Callable[[str], Any]:
         try:
             if spec.type is tuple:
                 value = parse_size(text) if spec.item_type is int else tuple(float(v) for v in text.lower().split("x"))
+            elif text.strip().lower() in spec.words:
+                value = text.strip().lower()
             elif spec.type in (int, float):
                 value = spec.type(text)
             else:
@@ -201,7 +203,7 @@ def _field_type(spec: FieldSpec) -> Callable[[str], Any]:
 def _kind(spec: FieldSpec) -> str:
     if spec.type is tuple:
         return f"{spec.length} numbers like {spec.metavar or 'AxBxC'}"
-    return "an integer" if spec.type is int else "a number"
+    return ("an integer" if spec.type is int else "a number") + "".join(f" or {word}" for word in spec.words)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, section: str, *, skip: Collection[str] = ()) -> None:

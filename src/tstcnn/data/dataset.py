@@ -13,6 +13,10 @@ reads are loaded. Call the model as ``model(**inputs)``. Both datasets read thro
 :class:`~tstcnn.data.reader.ClipReader` and fill batches in place through ``load(key, out)``, which
 :func:`~tstcnn.data.loader.build_dataloader` uses.
 
+With a frame stride ``k`` (``data.frame_stride``, or the ``frame_stride`` argument) clips take every ``k``-th
+source frame and span ``(T − 1)·k + 1`` source frames (:mod:`tstcnn.data.sampling`); window starts stay in
+source frames.
+
 Randomness is per item, from ``(seed, epoch, index)``: the same seed gives the same clips whatever the number
 of workers, and each epoch differs. The loader's sampler passes the epoch along with each index; an integer
 index uses the epoch set by :meth:`StrokeClips.set_epoch` (default 0).
@@ -20,6 +24,7 @@ index uses the epoch set by :meth:`StrokeClips.set_epoch` (default 0).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -31,18 +36,40 @@ from tstcnn.config import DataConfig
 from tstcnn.data import functional as F
 from tstcnn.data.negatives import cap_negatives, mine_negatives, negative_cap
 from tstcnn.data.reader import ClipReader
-from tstcnn.data.sampling import Segment, TemporalSampler, window_indices
+from tstcnn.data.sampling import (
+    Segment,
+    TemporalSampler,
+    clip_span,
+    median_frame_rate,
+    resolve_frame_stride,
+    window_indices,
+)
 from tstcnn.data.splits import assign_splits
 from tstcnn.data.transforms import RandomAffine
 from tstcnn.prep.store import Store, VideoEntry
 from tstcnn.taxonomy import NEGATIVE, Taxonomy
 
-__all__ = ["StrokeClips", "WindowClips", "collect_segments"]
+__all__ = ["StrokeClips", "WindowClips", "collect_segments", "store_frame_stride"]
+
+logger = logging.getLogger(__name__)
+
+
+def store_frame_stride(setting: int | str, store: Store, clip_length: int) -> int:
+    """``data.frame_stride`` resolved for ``store``: an integer as it is, ``auto`` from the median frame rate of
+    its videos (:func:`~tstcnn.data.sampling.resolve_frame_stride`)."""
+    if setting != "auto":
+        return resolve_frame_stride(setting, 0.0, clip_length)
+    fps = median_frame_rate(e.fps for e in store.videos())
+    stride = resolve_frame_stride(setting, fps, clip_length)
+    logger.info("frame_stride auto: %d for %g fps videos and %d-frame clips (each spans %d source frames)", stride,
+                fps, clip_length, clip_span(clip_length, stride))
+    return stride
 
 
 def collect_segments(entries: list[VideoEntry], classes: Taxonomy, data: DataConfig, clip_length: int,
                      seed: int = 0) -> list[Segment]:
-    """The samples of ``entries``: trimmed clips, strokes, and capped negatives mined between strokes."""
+    """The samples of ``entries``: trimmed clips, strokes, and capped negatives mined between strokes at least
+    ``clip_length`` source frames long (a clip's span)."""
     segments: list[Segment] = []
     for entry in entries:
         if entry.actions:
@@ -75,12 +102,16 @@ class StrokeClips(Dataset):
         classes: the label order; the store's classes when None.
         seed: base of all randomness (augmentation, choice of negatives).
         flow_scale: the flow normalisation (a trained run's); the store's when None.
+        frame_stride: take every k-th source frame; ``data.frame_stride`` resolved for ``store`` when None.
     """
 
     def __init__(self, store: Store, split: str, modality: str, clip_size: tuple[int, int, int], augment: bool,
                  data: DataConfig, classes: Taxonomy | None = None, seed: int = 0,
-                 flow_scale: float | None = None) -> None:
-        self.reader = ClipReader(store, modality, clip_size, flow_scale)
+                 flow_scale: float | None = None, frame_stride: int | None = None) -> None:
+        if frame_stride is None:
+            frame_stride = store_frame_stride(data.frame_stride, store, int(clip_size[0]))
+        self.reader = ClipReader(store, modality, clip_size, flow_scale, frame_stride)
+        self.frame_stride = self.reader.frame_stride
         self.store, self.split, self.modality, self.augment, self.data = store, split, modality, augment, data
         self.inputs, self.clip_size = self.reader.inputs, self.reader.clip_size
         self.classes = classes if classes is not None else Taxonomy(tuple(store.classes))
@@ -90,9 +121,10 @@ class StrokeClips(Dataset):
         for entry in entries:
             self.reader.check(entry)
         length = self.clip_size[0]
-        self.segments = collect_segments(entries, self.classes, data, length, seed)
+        self.segments = collect_segments(entries, self.classes, data, clip_span(length, self.frame_stride), seed)
         self.labels = [self.classes.index(s.label) for s in self.segments]
-        self.temporal = TemporalSampler(length, random=augment, sigma_divisor=data.temporal_sigma_divisor)
+        self.temporal = TemporalSampler(length, random=augment, sigma_divisor=data.temporal_sigma_divisor,
+                                        stride=self.frame_stride)
         self.spatial = RandomAffine.from_config(data) if augment else None
 
     def __len__(self) -> int:
@@ -100,7 +132,7 @@ class StrokeClips(Dataset):
 
     def __repr__(self) -> str:
         return (f"StrokeClips(split={self.split!r}, modality={self.modality!r}, clip_size={self.clip_size}, "
-                f"augment={self.augment}, samples={len(self)})")
+                f"frame_stride={self.frame_stride}, augment={self.augment}, samples={len(self)})")
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch used for integer indices (the loader's sampler passes its own)."""
@@ -128,8 +160,9 @@ class StrokeClips(Dataset):
 class WindowClips(Dataset):
     """Windows of ``T`` frames, one per ``(video_id, start)`` of ``windows``, the plain ROI crop (inference).
 
-    A window reads frames ``start … start + T - 1`` clipped into its video, so windows that hang over an end
-    repeat the edge frame, as a short clip is padded in training. Items are ``(inputs, window index)``.
+    A window reads frames ``start + k·i`` (``i < T``, ``k`` the reader's frame stride) clipped into its video, so
+    windows that hang over an end repeat the edge frame, as a short clip is padded in training. Starts are source
+    frames; a window spans the reader's ``span`` of them. Items are ``(inputs, window index)``.
     """
 
     def __init__(self, reader: ClipReader, windows: Sequence[tuple[str, int]]) -> None:
@@ -142,6 +175,7 @@ class WindowClips(Dataset):
                 reader.check(entry)
                 self.frames[video_id] = entry.frames
         self.inputs, self.clip_size = reader.inputs, reader.clip_size
+        self.frame_stride, self.span = reader.frame_stride, reader.span
 
     @classmethod
     def of_video(cls, reader: ClipReader, video_id: str, starts: Sequence[int]) -> WindowClips:
@@ -158,5 +192,5 @@ class WindowClips(Dataset):
              ) -> tuple[dict[str, torch.Tensor], int]:
         index = key[0] if isinstance(key, tuple) else key
         video_id, start = self.windows[index]
-        indices = window_indices(start, self.clip_size[0], self.frames[video_id])
+        indices = window_indices(start, self.clip_size[0], self.frames[video_id], self.frame_stride)
         return self.reader.read(video_id, indices, F.AffineParams(), out), index

@@ -138,10 +138,16 @@ def warp_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, indices: Sequence[i
 
 
 def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, size: tuple[int, int], *,
-              scale: float = 1.0, table: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+              scale: float = 1.0, table: np.ndarray | None = None, out: np.ndarray | None = None,
+              step: int = 1) -> np.ndarray:
     """Planar float32 ``(2, T, h, w)`` of frames ``indices`` of the half-resolution flow ``(N, H/2, W/2, 2)``,
     warped by ``matrices`` (full-resolution maps) to ``size`` (h, w), its vectors multiplied by the maps' linear
     part and by ``scale`` (not clipped).
+
+    With ``step`` k > 1 (clips taking every k-th frame) each clip frame ``f`` gets the mean of the flows of frames
+    ``f … f + k − 1`` (those inside the video): the motion over the clip's step, per source frame, so the store's
+    one-frame ``flow_scale`` still fits. The flows are averaged in place, without following the motion (an
+    approximation), on the small part that is read, before the one warp.
 
     The vectors are turned on the small part of the source that is read, before the warp (both are linear), and
     each component is warped straight into its plane of the output: no full-size temporary.
@@ -158,10 +164,17 @@ def warp_flow(flow: np.ndarray, indices: Sequence[int], matrices: np.ndarray, si
     boxes, source_matrices = _source_parts(half_grid_matrices(matrices, output_half=False), size, flow.shape[1:3])
     vector_matrices = (matrices[:, :, :2] * scale).astype(np.float32)
     lookup = None if table is None else np.asarray(table, np.float32)
+    if step < 1:
+        raise ValueError(f"flow step must be at least 1 frame, got {step}")
     for i, frame in enumerate(indices):
         x0, y0, x1, y1 = boxes[i]
-        part = flow[frame, y0:y1, x0:x1]
-        part = part.astype(np.float32) if lookup is None else lookup[part.view(np.uint8)]
+        if step == 1:
+            part = flow[frame, y0:y1, x0:x1]
+            part = part.astype(np.float32) if lookup is None else lookup[part.view(np.uint8)]
+        else:
+            parts = flow[frame:min(frame + step, len(flow)), y0:y1, x0:x1]
+            parts = parts.astype(np.float32) if lookup is None else lookup[parts.view(np.uint8)]
+            part = parts.mean(axis=0, dtype=np.float32)
         dx, dy = cv2.split(cv2.transform(part, vector_matrices[i]))
         cv2.warpAffine(dx, source_matrices[i], (w, h), dst=out[0, i], **_WARP)
         cv2.warpAffine(dy, source_matrices[i], (w, h), dst=out[1, i], **_WARP)

@@ -5,6 +5,10 @@ One reader serves training (with a random spatial transform per clip), evaluatio
 stage sees clips made the same way. The flow is divided by ``flow_scale``, which the caller passes: the
 store's own scale for training, the trained run's scale at inference (a model is fed what it was trained on,
 whatever store it reads).
+
+With a frame stride ``k`` the reader is given frames ``k`` apart and reads, for each, the mean flow over the
+``k`` source frames that follow it (:func:`~tstcnn.data.functional.warp_flow`): the motion between two clip
+frames, per source frame (docs/data.md, "Frame stride").
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 import torch
 
 from tstcnn.data import functional as F
+from tstcnn.data.sampling import clip_span
 from tstcnn.prep.store import Store, VideoEntry
 
 __all__ = ["MODALITY_INPUTS", "INPUT_CHANNELS", "ClipReader"]
@@ -31,10 +36,12 @@ class ClipReader:
         modality: a model modality (rgb, flow, twin, i3d-rgb, i3d-flow); decides which inputs are read.
         clip_size: (T, H, W) of the model input.
         flow_scale: flow values are divided by it, then clipped to [-1, 1]; the store's when None.
+        frame_stride: clips take every ``frame_stride``-th source frame (the flow is averaged over that step);
+            a clip then spans :attr:`span` source frames.
     """
 
     def __init__(self, store: Store, modality: str, clip_size: tuple[int, int, int],
-                 flow_scale: float | None = None) -> None:
+                 flow_scale: float | None = None, frame_stride: int = 1) -> None:
         if modality not in MODALITY_INPUTS:
             raise ValueError(f"unknown modality {modality!r}; allowed: {', '.join(MODALITY_INPUTS)}")
         length, height, width = (int(v) for v in clip_size)
@@ -45,10 +52,12 @@ class ClipReader:
             raise ValueError(f"flow scale must be a positive number, got {scale}")
         self.store, self.modality, self.inputs = store, modality, MODALITY_INPUTS[modality]
         self.clip_size, self.flow_scale = (length, height, width), scale
+        self.frame_stride, self.span = int(frame_stride), clip_span(length, int(frame_stride))
         self._crop = (height + height % 2, width + width % 2)  # I420 crops are even; odd sizes are trimmed
 
     def __repr__(self) -> str:
-        return f"ClipReader({self.store!r}, modality={self.modality!r}, clip_size={self.clip_size})"
+        return (f"ClipReader({self.store!r}, modality={self.modality!r}, clip_size={self.clip_size}, "
+                f"frame_stride={self.frame_stride})")
 
     def check(self, entry: VideoEntry) -> None:
         """Refuse a video whose frames are smaller than the crop, naming it."""
@@ -75,7 +84,8 @@ class ClipReader:
         if "flow" in self.inputs:
             even = self._crop == (h, w)  # odd sizes are warped one pixel larger, then trimmed
             flow = F.warp_flow(arrays.flow, indices, matrices, self._crop, scale=1.0 / self.flow_scale,
-                               table=self.store.flow_table(video_id), out=out.get("flow") if even else None)
+                               table=self.store.flow_table(video_id), out=out.get("flow") if even else None,
+                               step=self.frame_stride)
             if not even and "flow" in out:
                 out["flow"][...] = flow[:, :, :h, :w]
                 flow = out["flow"]

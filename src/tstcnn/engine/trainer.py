@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tstcnn.config import Config, TrainConfig, config_to_dict, override
-from tstcnn.data import StrokeClips, build_dataloader, rank_and_world
+from tstcnn.data import StrokeClips, build_dataloader, rank_and_world, store_frame_stride
 from tstcnn.engine.distributed import (
     DistributedContext,
     all_reduce_sums,
@@ -447,10 +447,13 @@ def train(cfg: Config, store: Any, out_dir: str | Path, resume: bool = False, *,
           on_epoch_end: EpochCallback | None = None) -> Path:
     """Train on a prepared store (a :class:`~tstcnn.prep.store.Store` or its path); returns the run folder.
 
-    ``model.num_classes`` is set to the store's number of classes.
+    ``model.num_classes`` is set to the store's number of classes, and ``data.frame_stride`` ``auto`` to the
+    stride it resolves to on this store, so the run's saved config tells evaluation and inference its ``k``.
     """
     store = store if isinstance(store, Store) else Store(store)
     cfg = override(cfg, "model", num_classes=len(store.classes))
+    cfg = override(cfg, "data", frame_stride=store_frame_stride(cfg.data.frame_stride, store,
+                                                                cfg.model.input_size[0]))
     return fit(cfg, train_data_from_store(cfg, store), out_dir, resume=resume, device=device, progress=progress,
                on_epoch_end=on_epoch_end)
 
