@@ -18,10 +18,10 @@ from tstcnn.config import PRESETS, field_specs
 from tstcnn.io.mediaeval import AnnotationError
 from tstcnn.io.video import VideoError
 
-WORKFLOW = ("synth", "prepare", "train", "evaluate", "study", "predict", "detect", "score-classification",
+WORKFLOW = ("synth", "prepare", "train", "evaluate", "study", "compare", "predict", "detect", "score-classification",
             "score-detection", "visualize", "export", "annotations", "report", "demo", "models", "bench")
 RUN_OPTIONS = {"train": {"--store", "--out", "--resume", "--config", "--device"},
-               "study": {"--store", "--out", "--models", "--config", "--device"}}
+               "study": {"--store", "--out", "--models", "--seeds", "--config", "--device"}}
 PREPARE_OPTIONS = {"--source", "--layout", "--out", "--config", "--classes", "--test-labels", "--workers",
                    "--decode-threads", "--shard", "--merge", "--from", "--max-videos"}
 COMMON = {"-h", "--help", "-q", "--quiet", "-v", "--verbose"}

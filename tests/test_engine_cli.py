@@ -88,23 +88,26 @@ def test_study_writes_table_figure_and_fusion(store, tmp_path, capsys):
     table = (out / "study.md").read_text()
     assert "| RGB without attention |" in table and "| Flow with attention |" in table
     rows = (out / "study.csv").read_text().splitlines()
-    assert rows[0].startswith("model,train_accuracy,validation_accuracy,test_accuracy,best_epoch,epochs_to_90pct")
-    assert len(rows) == 3
+    assert rows[0].startswith("model,label,seeds,train_accuracy_mean,train_accuracy_sd,train_accuracy_ci_low")
+    assert len(rows) == 3 and rows[1].startswith("rgb-none,RGB without attention,0,")
     assert (out / "fig6_validation_accuracy.png").stat().st_size > 1000
     # A second call finds the runs finished: nothing is trained again.
-    mtime = (out / "rgb-none" / "checkpoints" / "last.pt").stat().st_mtime
+    mtime = (out / "rgb-none" / "seed-0" / "checkpoints" / "last.pt").stat().st_mtime
     again = ["study", "--store", str(store), "--out", str(out), "--epochs", "1", "--models", "rgb-none", *TINY]
     assert main(again) == 0
-    assert (out / "rgb-none" / "checkpoints" / "last.pt").stat().st_mtime == mtime
+    assert (out / "rgb-none" / "seed-0" / "checkpoints" / "last.pt").stat().st_mtime == mtime
     # Late fusion averages two finished single-stream runs; tiny RGB and Flow runs stand in for the I3D streams.
     shutil.copytree(out / "rgb-none", out / "i3d-rgb")
     shutil.copytree(out / "flow-attention", out / "i3d-flow")
     assert main(["study", "--store", str(store), "--out", str(out), "--epochs", "1", "--models", "i3d-fusion",
                  *TINY]) == 0
     assert "| I3D RGB + Flow (late fusion) |" in (out / "study.md").read_text()
-    fused = json.loads((out / "i3d-fusion" / "results.json").read_text())
+    fused = json.loads((out / "i3d-fusion" / "seed-0" / "results.json").read_text())
     assert fused["splits"]["test"]["num_samples"] == 3 and 0 <= fused["test_accuracy"] <= 1
-    assert (out / "i3d-fusion" / "confusion_test.png").is_file()
+    assert (out / "i3d-fusion" / "seed-0" / "confusion_test.png").is_file()
+    predictions = (out / "i3d-fusion" / "seed-0" / "predictions_test.csv").read_text().splitlines()
+    assert predictions[0] == "index,video_id,begin,end,true_class,predicted_class,probability"
+    assert len(predictions) == 4 and predictions[1].split(",")[1].startswith("test-")
 
 
 def test_epochs_to_ninety_percent_of_best_validation():

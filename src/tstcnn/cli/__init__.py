@@ -1,7 +1,7 @@
 """The ``tstcnn`` command line: one entry point, one subcommand per step of the workflow, in workflow order.
 
 The modules follow the stages: :mod:`~tstcnn.cli.data` (synth, prepare), :mod:`~tstcnn.cli.training` (train,
-evaluate, study), :mod:`~tstcnn.cli.inference` (predict, detect, score-classification, score-detection,
+evaluate, study, compare), :mod:`~tstcnn.cli.inference` (predict, detect, score-classification, score-detection,
 visualize, export), :mod:`~tstcnn.cli.reports` (report, demo) and :mod:`~tstcnn.cli.tools` (models, bench);
 :mod:`~tstcnn.cli.options` holds the shared options and the flags generated from the config dataclasses. They
 only parse arguments and call ``tstcnn.prep``, ``tstcnn.engine``, ``tstcnn.infer`` and friends.
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 
 from tstcnn import __version__
-from tstcnn.cli import annotation, data, inference, reports, tools, training
+from tstcnn.cli import analysis, annotation, data, inference, reports, tools, training
 from tstcnn.cli.command import Command, Parser, UsageError
 from tstcnn.cli.options import add_log_options
 from tstcnn.io.mediaeval import AnnotationError
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 STAGES: tuple[tuple[str, tuple[Command, ...]], ...] = (
     ("data", data.COMMANDS),
     ("training", training.COMMANDS),
-    ("inference", inference.COMMANDS),
+    ("inference", inference.COMMANDS + analysis.COMMANDS),
     ("annotation", annotation.COMMANDS),
     ("reports", reports.COMMANDS),
     ("tools", tools.COMMANDS),

@@ -1,5 +1,6 @@
-"""Training commands, the second stage of the workflow: ``train`` one model, ``evaluate`` it on every split, and
-``study`` the paper's grid of models (Tables II/III, Figure 6).
+"""Training commands, the second stage of the workflow: ``train`` one model, ``evaluate`` it on every split,
+``study`` the paper's grid of models over seeds (Tables II/III, Figure 6), and ``compare`` two evaluated runs
+clip by clip.
 
 ``train`` and ``study`` take ``--config`` and then one flag per field of the ``model``, ``data`` and ``train``
 config sections (:func:`~tstcnn.cli.options.add_config_flags`); the resolved config is written into the run
@@ -9,6 +10,7 @@ folder.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -22,11 +24,13 @@ from tstcnn.cli.options import (
     integer,
     show_progress,
 )
+from tstcnn.engine.compare import compare_runs, comparison_text
 from tstcnn.engine.evaluate import SPLITS, evaluate
-from tstcnn.engine.study import FUSION, STUDY_MODELS, run_study, study_table
+from tstcnn.engine.study import FUSION, STUDY_MODELS, check_seeds, run_study, study_table
 from tstcnn.engine.trainer import read_metrics, train
+from tstcnn.io.atomic import atomic_write_text
 
-__all__ = ["COMMANDS", "TRAIN", "EVALUATE", "STUDY", "TRAINING_SECTIONS"]
+__all__ = ["COMMANDS", "TRAIN", "EVALUATE", "STUDY", "COMPARE", "TRAINING_SECTIONS"]
 
 TRAINING_SECTIONS = ("model", "data", "train")  # the config sections train and study take flags for
 STUDY_SETS = ("modality", "block")  # model fields each study entry sets, so study has no flag for them
@@ -105,15 +109,19 @@ def _study_arguments(parser: argparse.ArgumentParser) -> None:
     _run_options(parser, "study folder, one run folder per model")
     parser.add_argument("--models", nargs="+", choices=STUDY_NAMES, metavar="NAME",
                         help=f"subset of the grid (default: all): {', '.join(STUDY_NAMES)}")
+    parser.add_argument("--seeds", nargs="+", type=integer(ge=0), metavar="S",
+                        help="train every model once per seed (train.seed = S), the whole grid for one seed before "
+                             "the next (default: the config's train.seed, one run per model)")
     for section in TRAINING_SECTIONS:
         add_config_flags(parser, section, skip=STUDY_SETS if section == "model" else ())
 
 
 def _study(args: argparse.Namespace) -> int:
-    rows = run_study(config_from_args(args, TRAINING_SECTIONS), args.store, args.out, models=args.models,
-                     device=args.device, progress=show_progress(args))
-    print(study_table(rows)[0], end="")
-    print(f"wrote {Path(args.out) / 'study.md'}, study.csv and fig6_validation_accuracy.png")
+    seeds = check_seeds(args.seeds) if args.seeds is not None else None  # a repeated seed fails before training
+    records = run_study(config_from_args(args, TRAINING_SECTIONS), args.store, args.out, models=args.models,
+                        seeds=seeds, device=args.device, progress=show_progress(args))
+    print(study_table(records), end="")
+    print(f"wrote {Path(args.out) / 'study.md'}, study.csv, study_runs.csv and fig6_validation_accuracy.png")
     return 0
 
 
@@ -123,8 +131,38 @@ STUDY = Command(
     "by late fusion) with the same settings; write DIR/study.md and study.csv (train/validation/test accuracy, "
     "epochs to 90% of the best validation accuracy) and DIR/fig6_validation_accuracy.png. Each model of the grid "
     "sets model.modality and model.block; every other setting starts from --config and follows the flags below. "
-    "Re-running continues an interrupted study.",
+    "With --seeds each model is trained once per seed into DIR/<model>/seed-<S>/ and the tables give the mean, "
+    "standard deviation and 95% interval over seeds, attention against none (paired differences, McNemar) and "
+    "the paper's claims answered. Re-running continues an interrupted study.",
     _study_arguments, _study, usage="%(prog)s --store STORE --out DIR [--config NAME|FILE] [--models NAME ...] "
-                                    "[settings]")
+                                    "[--seeds S ...] [settings]")
 
-COMMANDS = (TRAIN, EVALUATE, STUDY)
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", metavar="RUN_A", help="an evaluated run folder (tstcnn evaluate)")
+    parser.add_argument("run_b", metavar="RUN_B", help="another, scored on the same clips")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="split to compare on (default: test)")
+    parser.add_argument("--resamples", type=integer(ge=100), default=10000, metavar="N",
+                        help="bootstrap resamples of the clips (default: 10000)")
+    parser.add_argument("--seed", type=integer(ge=0), default=0, metavar="S", help="bootstrap seed (default: 0)")
+    parser.add_argument("--out", metavar="FILE", help="also write the numbers as JSON to FILE")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    result = compare_runs(args.run_a, args.run_b, args.split, resamples=args.resamples, seed=args.seed)
+    print(comparison_text(result), end="")
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+COMPARE = Command(
+    "compare", "did a change help? two evaluated runs compared clip by clip",
+    "Compare the accuracy of RUN_A and RUN_B on the same clips of one split (their predictions_<split>.csv, "
+    "written by tstcnn evaluate): the difference A - B with its 95% percentile bootstrap interval over clips, and "
+    "McNemar's exact p-value on the clips one run gets right and the other wrong. Runs scored on other stores, "
+    "classes or clips are refused.",
+    _compare_arguments, _compare, usage="%(prog)s RUN_A RUN_B [--split SPLIT] [--out FILE]")
+
+COMMANDS = (TRAIN, EVALUATE, STUDY, COMPARE)

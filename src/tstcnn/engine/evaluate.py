@@ -3,8 +3,10 @@
 :func:`evaluate` loads a run's best (or last) checkpoint, classifies the centred clips of each split of
 the prepared store the run was trained on, and writes into the run folder: ``results.json`` (accuracy
 per split as fractions, per-class precision / recall / F1, confusion matrices for the 21 classes and
-the three groupings), ``confusion_<split>[_<grouping>].png/.csv`` and ``summary.md``.
-:func:`evaluate_model` does the same for any model and dataset (the study's late fusion uses it).
+the three groupings), ``predictions_<split>.csv`` (one row per clip: its index, video, frames, true and
+predicted class and the probability of the prediction, so that two runs can be compared clip by clip),
+``confusion_<split>[_<grouping>].png/.csv`` and ``summary.md``. :func:`evaluate_split` does the same for any
+model and dataset (the study's late fusion uses it).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from tstcnn.viz.figures import plot_confusion
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPLITS", "predict", "evaluate_model", "write_confusions", "write_results", "evaluate"]
+__all__ = ["SPLITS", "PREDICTION_COLUMNS", "predict", "evaluate_model", "predictions_csv", "read_predictions",
+           "evaluate_split", "write_confusions", "write_results", "evaluate"]
 
 SPLITS = ("train", "validation", "test")
+PREDICTION_COLUMNS = ("index", "video_id", "begin", "end", "true_class", "predicted_class", "probability")
 
 
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 8, device: str | torch.device | None = None,
@@ -60,6 +64,50 @@ def evaluate_model(model: nn.Module, dataset: Dataset, classes: Taxonomy, **pred
     """:func:`~tstcnn.runtime.metrics.classification_report` of ``model`` on ``dataset``."""
     labels, predictions, _ = predict(model, dataset, **predict_options)
     return classification_report(labels, predictions, classes)
+
+
+def _clip_identity(dataset: Dataset, index: int) -> tuple[str, str, str]:
+    """Video id, first and end frame of clip ``index`` (empty for a dataset without segments)."""
+    segments = getattr(dataset, "segments", None)
+    if segments is None:
+        return "", "", ""
+    segment = segments[index]
+    return str(segment.video_id), str(segment.begin), str(segment.end)
+
+
+def predictions_csv(dataset: Dataset, labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray,
+                    classes: Taxonomy) -> str:
+    """One row per clip of ``dataset`` (:data:`PREDICTION_COLUMNS`): what a paired comparison needs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
+    names = classes.classes
+    for index, (label, predicted) in enumerate(zip(labels.tolist(), predictions.tolist())):
+        writer.writerow([index, *_clip_identity(dataset, index), names[label], names[predicted],
+                         f"{float(probabilities[index, predicted]):.6f}"])
+    return buffer.getvalue()
+
+
+def read_predictions(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``predictions_<split>.csv``, as strings keyed by :data:`PREDICTION_COLUMNS`."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: not a predictions file (no column {', '.join(missing)})")
+        return list(reader)
+
+
+def evaluate_split(model: nn.Module, dataset: Dataset, classes: Taxonomy, out_dir: str | Path, split: str,
+                   **predict_options: Any) -> dict[str, Any]:
+    """Score ``model`` on one split and write ``predictions_<split>.csv`` and the confusion files; the report."""
+    labels, predictions, probabilities = predict(model, dataset, **predict_options)
+    report = classification_report(labels, predictions, classes)
+    atomic_write_text(Path(out_dir) / f"predictions_{split}.csv",
+                      predictions_csv(dataset, labels, predictions, probabilities, classes))
+    write_confusions(report, out_dir, split)
+    return report
 
 
 def _confusion_csv(cm: Sequence[Sequence[int]], names: Sequence[str]) -> str:
@@ -147,7 +195,7 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
              device: str | torch.device | None = None, batch_size: int | None = None,
              num_workers: int | None = None, datasets: Mapping[str, Dataset] | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Score a run's checkpoint on ``splits`` and write ``results.json``, ``summary.md`` and the confusion files.
+    """Score a run's checkpoint on ``splits``; write ``results.json``, ``summary.md``, predictions and confusions.
 
     Args:
         run_dir: a training run folder.
@@ -179,8 +227,8 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
         if len(dataset) == 0:
             logger.info("%s: no labelled clips, skipped", split)
             continue
-        reports[split] = evaluate_model(run.model, dataset, run.classes, description=f"evaluate {split}", **options)
-        write_confusions(reports[split], run_dir, split)
+        reports[split] = evaluate_split(run.model, dataset, run.classes, run_dir, split,
+                                        description=f"evaluate {split}", **options)
     if not reports:
         raise ValueError(f"{run_dir}: none of the splits {', '.join(splits)} has clips to evaluate")
     model = cfg.model

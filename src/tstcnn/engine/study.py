@@ -12,8 +12,6 @@ continues: finished runs are kept, interrupted ones resume from their last check
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from collections.abc import Sequence
@@ -25,18 +23,28 @@ import torch
 
 from tstcnn.config import Config, override
 from tstcnn.data import StrokeClips
-from tstcnn.engine.evaluate import SPLITS, evaluate, evaluate_model, write_confusions, write_results
+from tstcnn.engine.evaluate import SPLITS, evaluate, evaluate_split, write_results
+from tstcnn.engine.study_report import (
+    accuracy_table,
+    attention_comparisons,
+    claims,
+    model_summaries,
+    report_markdown,
+    runs_csv,
+    summary_csv,
+)
 from tstcnn.engine.trainer import read_metrics, train
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.models import LateFusion, build_model_from_config, count_parameters
 from tstcnn.prep.store import Store
 from tstcnn.runtime.checkpoint import load_checkpoint, load_run
-from tstcnn.viz.figures import plot_validation_overlay
+from tstcnn.taxonomy import GROUPINGS
+from tstcnn.viz.figures import plot_validation_bands
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "study_entries", "epochs_to_fraction", "run_study",
-           "study_table"]
+__all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "study_entries", "run_folder", "check_seeds", "epochs_to_fraction",
+           "convergence", "run_record", "run_study", "write_study", "study_table"]
 
 
 @dataclass(frozen=True)
@@ -96,34 +104,63 @@ def _entry_config(cfg: Config, entry: StudyEntry) -> Config:
     return override(cfg, "model", modality=entry.modality, block=entry.block)
 
 
+def run_folder(out_dir: str | Path, name: str, seed: int) -> Path:
+    """Where the study keeps model ``name`` trained with ``seed``: ``OUT/<name>/seed-<seed>``."""
+    return Path(out_dir) / name / f"seed-{seed}"
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """The seeds as a list; a ValueError when there are none, one is negative, or one repeats."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("no seeds given")
+    negative = [s for s in seeds if s < 0]
+    if negative:
+        raise ValueError(f"seeds must be ≥ 0, got {negative[0]}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seed {', '.join(map(str, repeated))} is given more than once; give each seed once")
+    return seeds
+
+
+def _evaluated(run_dir: Path, last_path: Path) -> bool:
+    """``results.json`` is newer than the last checkpoint, with a predictions file for every split it scored."""
+    results_path = run_dir / "results.json"
+    if not (results_path.is_file() and results_path.stat().st_mtime >= last_path.stat().st_mtime):
+        return False
+    splits = json.loads(results_path.read_text(encoding="utf-8")).get("splits", {})
+    return all((run_dir / f"predictions_{split}.csv").is_file() for split in splits)
+
+
 def _train_and_evaluate(cfg: Config, store: Any, run_dir: Path, device: Any, progress: bool) -> dict[str, Any]:
-    results_path, last_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
-    done = results_path.is_file() and last_path.is_file() and results_path.stat().st_mtime >= last_path.stat().st_mtime
-    if done:
-        done = int(load_checkpoint(last_path)["epoch"]) >= cfg.train.epochs
-    if not done:
+    last_path = run_dir / "checkpoints" / "last.pt"
+    trained = last_path.is_file() and int(load_checkpoint(last_path)["epoch"]) >= cfg.train.epochs
+    if not trained:
         train(cfg, store, run_dir, resume=True, device=device, progress=progress)
+    if not trained or not _evaluated(run_dir, last_path):
         evaluate(run_dir, store=store, device=device, progress=progress)
-    return json.loads(results_path.read_text(encoding="utf-8"))
+    return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
 
 
-def _fuse(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, device: Any, progress: bool) -> dict[str, Any]:
-    rgb, flow = (load_run(out_dir / name) for name in entry.fuses)
+def _fuse(cfg: Config, store: Any, run_dir: Path, streams: Sequence[Path], device: Any,
+          progress: bool) -> dict[str, Any]:
+    rgb, flow = (load_run(path) for path in streams)
     if rgb.classes != flow.classes:
-        raise ValueError(f"{out_dir}: {entry.fuses[0]} and {entry.fuses[1]} were trained on other classes")
+        raise ValueError(f"{streams[0]} and {streams[1]} were trained on other classes")
     model = LateFusion(rgb.model, flow.model)
-    run_dir = out_dir / entry.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    if (streams[0] / "store.json").is_file():  # compare finds the store the fused streams read
+        atomic_write_text(run_dir / "store.json", (streams[0] / "store.json").read_text(encoding="utf-8"))
     reports = {}
     for split in SPLITS:
         dataset = StrokeClips(store, split, "twin", cfg.model.input_size, False, cfg.data, classes=rgb.classes,
                               seed=cfg.train.seed, flow_scale=flow.flow_scale)
         if len(dataset):
-            reports[split] = evaluate_model(model, dataset, rgb.classes, batch_size=cfg.train.batch_size,
-                                            device=device, num_workers=cfg.data.num_workers, progress=progress,
-                                            description=f"{entry.name} {split}")
-            write_confusions(reports[split], run_dir, split)
-    return write_results(run_dir, reports, {"model": "late fusion of " + " and ".join(entry.fuses),
+            reports[split] = evaluate_split(model, dataset, rgb.classes, run_dir, split,
+                                            batch_size=cfg.train.batch_size, device=device,
+                                            num_workers=cfg.data.num_workers, progress=progress,
+                                            description=f"{run_dir.parent.name} {split}")
+    return write_results(run_dir, reports, {"model": "late fusion of " + " and ".join(map(str, streams)),
                                             "checkpoint": "best"})
 
 
@@ -133,72 +170,126 @@ def _parameters(cfg: Config) -> tuple[int, int]:
     return count_parameters(model), count_parameters(model, exclude_fc=False)
 
 
-def study_table(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    """The study's rows as (markdown, CSV)."""
-    columns = ("model", "train_accuracy", "validation_accuracy", "test_accuracy", "best_epoch", "epochs_to_90pct",
-               "epochs", "parameters_without_fc", "parameters", "train_hours")
+def convergence(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Best epoch (the first at the best validation accuracy), epochs to 90 % / 95 % of it, and the plateau flag.
 
-    def percent(value: Any) -> str:
-        return f"{100 * value:.1f}" if isinstance(value, float) else "–"
+    ``plateaued`` is False when the best epoch lies in the last 10 % of the epochs run: the run was still
+    improving, so its best accuracy and its epoch counts are lower bounds.
+    """
+    scored = [r for r in rows if r.get("val_accuracy") is not None]
+    if not scored:
+        return {"best_epoch": None, "best_val_accuracy": None, "epochs": len(rows) or None, "epochs_to_90pct": None,
+                "epochs_to_95pct": None, "plateaued": None}
+    best = max(scored, key=lambda r: r["val_accuracy"])
+    epochs = max(int(r["epoch"]) for r in rows)
+    return {"best_epoch": int(best["epoch"]), "best_val_accuracy": float(best["val_accuracy"]), "epochs": epochs,
+            "epochs_to_90pct": epochs_to_fraction(scored, 0.9), "epochs_to_95pct": epochs_to_fraction(scored, 0.95),
+            "plateaued": int(best["epoch"]) <= 0.9 * epochs}
 
-    def plain(value: Any) -> str:
-        if value is None:
-            return "–"
-        return f"{value:,}" if isinstance(value, int) else (f"{value:.2f}" if isinstance(value, float) else str(value))
 
-    lines = ["| model | train % | validation % | test % | best epoch | epochs to 90 % of best val. | epochs | "
-             "parameters (no FC) | parameters | training hours |", "|---|" + "---:|" * 9]
-    for row in rows:
-        cells = [row["model"], *(percent(row[k]) for k in columns[1:4]), *(plain(row[k]) for k in columns[4:])]
-        lines.append("| " + " | ".join(cells) + " |")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: row[k] for k in columns} for row in rows)
-    return "\n".join(lines) + "\n", buffer.getvalue()
+def run_record(entry: StudyEntry, seed: int, run_dir: Path, results: dict[str, Any],
+               metrics: Sequence[dict[str, Any]], parameters: tuple[int | None, int | None]) -> dict[str, Any]:
+    """One run's row: accuracies per split and grouping, convergence, size and training time."""
+    record: dict[str, Any] = {"model": entry.name, "label": entry.label, "seed": seed, "path": str(run_dir),
+                              "run": f"{entry.name}/{run_dir.name}"}
+    splits = results.get("splits", {})
+    for split in SPLITS:
+        report = splits.get(split, {})
+        record[f"{split}_accuracy"] = report.get("accuracy")
+        for grouping in GROUPINGS:
+            record[f"{split}_{grouping}_accuracy"] = report.get("groupings", {}).get(grouping, {}).get("accuracy")
+    record |= convergence(metrics) if metrics else {k: None for k in convergence([])}
+    record["parameters_without_fc"], record["parameters"] = parameters
+    record["train_hours"] = sum(r.get("epoch_seconds", 0.0) for r in metrics) / 3600 if metrics else None
+    return record
+
+
+def _fusion_current(run_dir: Path, streams: Sequence[Path]) -> bool:
+    """The fused run's results are newer than both streams' and have their predictions."""
+    results = run_dir / "results.json"
+    if not results.is_file() or not all((s / "results.json").is_file() for s in streams):
+        return False
+    newest = max((s / "results.json").stat().st_mtime for s in streams)
+    return results.stat().st_mtime >= newest and _evaluated(run_dir, streams[0] / "results.json")
+
+
+def _run_one(cfg: Config, store: Any, out_dir: Path, entry: StudyEntry, seed: int, device: Any,
+             progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train / resume / skip one model × seed (fuse, for the late fusion); its record and metrics rows."""
+    run_dir = run_folder(out_dir, entry.name, seed)
+    seeded = override(cfg, "train", seed=seed)
+    if progress:
+        logger.info("== %s, seed %d (%s)", entry.label, seed, run_dir)
+    if entry.fuses:
+        streams = [run_folder(out_dir, name, seed) for name in entry.fuses]
+        if _fusion_current(run_dir, streams):
+            results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        else:
+            results = _fuse(seeded, store, run_dir, streams, device, progress)
+        return run_record(entry, seed, run_dir, results, [], (None, None)), []
+    entry_cfg = _entry_config(seeded, entry)
+    results = _train_and_evaluate(entry_cfg, store, run_dir, device, progress)
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    return run_record(entry, seed, run_dir, results, metrics, _parameters(entry_cfg)), metrics
 
 
 def run_study(cfg: Config, store: Any, out_dir: str | Path, *, models: Sequence[str] | None = None,
-              device: Any = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Train and score the grid (or ``models``) into ``out_dir``; write the table and Figure 6; return the rows."""
+              seeds: Sequence[int] | None = None, device: Any = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Train and score the grid (or ``models``) once per seed into ``out_dir``; write the tables and Figure 6.
+
+    Runs go seed-major (the whole grid for the first seed, then the next), into ``OUT/<model>/seed-<s>`` with
+    ``train.seed = s``; ``seeds`` defaults to the config's ``train.seed``. The tables are rewritten after every
+    run, so an interrupted study leaves complete tables of what it finished. Returns one record per run.
+    """
+    seeds = check_seeds([cfg.train.seed] if seeds is None else seeds)
+    entries = study_entries(models)
     store = store if isinstance(store, Store) else Store(store)
     cfg = override(cfg, "model", num_classes=len(store.classes))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, curves = [], {}
-    for entry in study_entries(models):
-        if progress:
-            logger.info("== %s (%s)", entry.label, out_dir / entry.name)
-        if entry.fuses:
-            results, metrics = _fuse(cfg, store, out_dir, entry, device, progress), []
-            parameters = (None, None)
-        else:
-            entry_cfg = _entry_config(cfg, entry)
-            results = _train_and_evaluate(entry_cfg, store, out_dir / entry.name, device, progress)
-            metrics = read_metrics(out_dir / entry.name / "metrics.jsonl")
-            curves[entry.label] = metrics
-            parameters = _parameters(entry_cfg)
-        best = max(metrics, key=lambda r: r["val_accuracy"], default=None)
-        rows.append({"model": entry.label, "run": entry.name, "train_accuracy": results.get("train_accuracy"),
-                     "validation_accuracy": results.get("validation_accuracy"),
-                     "test_accuracy": results.get("test_accuracy"),
-                     "best_epoch": best["epoch"] if best else None, "epochs_to_90pct": epochs_to_fraction(metrics),
-                     "epochs": len(metrics) or None, "parameters_without_fc": parameters[0],
-                     "parameters": parameters[1],
-                     "train_hours": sum(r.get("epoch_seconds", 0.0) for r in metrics) / 3600 if metrics else None})
-        markdown, table = study_table(rows)
-        atomic_write_text(out_dir / "study.md", _study_markdown(markdown, cfg, store))
-        atomic_write_text(out_dir / "study.csv", table)
-        if curves:
-            plot_validation_overlay(curves, out_dir / "fig6_validation_accuracy.png",
-                                    title="Validation accuracy per epoch (paper Fig. 6)")
-    return rows
+    records: list[dict[str, Any]] = []
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for seed in seeds:
+        for entry in entries:
+            record, metrics = _run_one(cfg, store, out_dir, entry, seed, device, progress)
+            records.append(record)
+            if metrics:
+                curves.setdefault(entry.label, []).append(metrics)
+            try:
+                write_study(out_dir, records, entries, curves, cfg, store, seeds)
+            except Exception:  # a fault in the tables must not stop a long study: its runs are what counts
+                logger.exception("could not write the study tables after %s seed %d; the run is kept", entry.name,
+                                 seed)
+    return records
 
 
-def _study_markdown(table: str, cfg: Config, store: Any) -> str:
+def write_study(out_dir: Path, records: Sequence[dict[str, Any]], entries: Sequence[StudyEntry],
+                curves: dict[str, list[list[dict[str, Any]]]], cfg: Config, store: Any,
+                seeds: Sequence[int]) -> None:
+    """``study.md``, ``study.csv``, ``study_runs.csv`` and ``fig6_validation_accuracy.png`` from the runs so far."""
+    summaries = model_summaries(records, [(e.name, e.label) for e in entries])
+    body = report_markdown(summaries, attention_comparisons(records, out_dir), claims(records))
+    atomic_write_text(out_dir / "study.md", _study_markdown(body, cfg, store, seeds, records))
+    atomic_write_text(out_dir / "study.csv", summary_csv(summaries))
+    atomic_write_text(out_dir / "study_runs.csv", runs_csv(records))
+    if curves:
+        plot_validation_bands(curves, out_dir / "fig6_validation_accuracy.png",
+                              title="Validation accuracy per epoch (paper Fig. 6): mean over seeds ± 1 sd")
+
+
+def study_table(records: Sequence[dict[str, Any]]) -> str:
+    """The accuracy table of the runs' models over seeds, as markdown (what ``tstcnn study`` prints)."""
+    names = list(dict.fromkeys((r["model"], r["label"]) for r in records))
+    return "\n".join(accuracy_table(model_summaries(records, names))) + "\n"
+
+
+def _study_markdown(body: str, cfg: Config, store: Any, seeds: Sequence[int], records: Sequence[Any]) -> str:
     t, h, w = cfg.model.input_size
     return (f"# Study: Tables II/III of the paper on {Path(store.root).name}\n\n"
             f"Clips {t}×{h}×{w}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, scheduler "
-            f"{cfg.train.scheduler}, lr {cfg.train.lr}. Accuracies are of each run's best-validation checkpoint on "
-            "centred clips; train accuracy without augmentation.\n\n" + table +
-            "\nFigure 6 (validation accuracy per epoch): `fig6_validation_accuracy.png`.\n")
+            f"{cfg.train.scheduler}, lr {cfg.train.lr}; seeds {', '.join(map(str, seeds))} "
+            f"({len(records)} run(s) finished so far). Accuracies are of each run's best-validation checkpoint on "
+            "centred clips; train accuracy without augmentation. Each run is `<model>/seed-<s>/`; "
+            "`study_runs.csv` has one row per run.\n\n" + body +
+            "\nFigure 6 (validation accuracy per epoch, mean over seeds with a ± 1 sd band): "
+            "`fig6_validation_accuracy.png`.\n")

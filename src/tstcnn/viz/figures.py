@@ -1,6 +1,6 @@
 """Training and evaluation figures: loss / accuracy curves, row-normalised confusion matrices, and the
-paper's Figure 6 (validation accuracy per epoch, one line per model). Matplotlib's Agg back-end only;
-every file is written atomically so a viewer never sees half a PNG.
+paper's Figure 6 (validation accuracy per epoch, one line per model, or the mean over seeds with a band).
+Matplotlib's Agg back-end only; every file is written atomically so a viewer never sees half a PNG.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from matplotlib.ticker import MaxNLocator
 from tstcnn.io.atomic import atomic_path
 from tstcnn.runtime.metrics import normalize_rows
 
-__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "save_figure", "literal_text"]
+__all__ = ["plot_curves", "plot_confusion", "plot_validation_overlay", "mean_curve", "plot_validation_bands",
+           "save_figure", "literal_text"]
 
 
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -90,6 +91,44 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
         epochs, values = _series(rows, "val_accuracy")
         if epochs:
             axis.plot(epochs, values, label=literal_text(name), linestyle="--" if "attention" not in name else "-")
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel("validation accuracy")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def mean_curve(runs: Sequence[Sequence[Mapping[str, Any]]], key: str = "val_accuracy"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean and sample standard deviation of ``key`` over ``runs`` (each epoch over the runs that have it;
+    the deviation is 0 where only one run has the epoch)."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in runs:
+        for epoch, value in zip(*_series(rows, key)):
+            by_epoch.setdefault(epoch, []).append(value)
+    epochs = np.array(sorted(by_epoch), dtype=np.int64)
+    means = np.array([np.mean(by_epoch[e]) for e in epochs])
+    sds = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
+    return epochs, means, sds
+
+
+def plot_validation_bands(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: str | Path,
+                          title: str = "Validation accuracy per epoch, mean over seeds ± 1 sd") -> Path:
+    """Figure 6 over seeds: per model (``runs``: name → one metrics-row list per seed) the mean validation
+    accuracy per epoch and a ± 1 standard-deviation band."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, seeds in runs.items():
+        epochs, means, sds = mean_curve(seeds)
+        if not epochs.size:
+            continue
+        (line,) = axis.plot(epochs, means, label=literal_text(f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})"),
+                            linestyle="--" if "attention" not in name else "-")
+        if len(seeds) > 1:
+            axis.fill_between(epochs, np.clip(means - sds, 0, 1), np.clip(means + sds, 0, 1), color=line.get_color(),
+                              alpha=0.15, linewidth=0)
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
