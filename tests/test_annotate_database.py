@@ -9,21 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tstcnn.annotate.database import DATABASE, Project, Stroke
-from tstcnn.io.video import VideoError, VideoWriter
+from tstcnn.io.video import VideoError
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
 
+from annotate_helpers import write_video
+
 A, B = TTSTROKE21_CLASSES[0], TTSTROKE21_CLASSES[8]
-
-
-def write_video(path: Path, frames: int = 30, fps: float = 120.0) -> Path:
-    with VideoWriter(path, fps, 32, 32, preset="ultrafast", threads=1) as writer:
-        for i in range(frames):
-            writer.write(np.full((32, 32, 3), i * 8 % 256, np.uint8))
-    return path
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import shutil
 from pathlib import Path
 
 from tstcnn.annotate.agreement import MIN_IOU, agreement, by_annotator, consensus
+from tstcnn.annotate.assist import propose
 from tstcnn.annotate.database import DATABASE, Project
 from tstcnn.annotate.exchange import (
     EXPORT_LAYOUTS,
@@ -17,14 +19,28 @@ from tstcnn.annotate.exchange import (
     consensus_json,
     export,
     human_annotators,
+    import_analysis,
     import_xml,
 )
+from tstcnn.annotate.proxy import playable
+from tstcnn.annotate.server import is_loopback, serve
 from tstcnn.cli.command import Command, UsageError
-from tstcnn.cli.options import add_log_options, number
+from tstcnn.cli.options import (
+    add_checkpoint_option,
+    add_device_option,
+    add_log_options,
+    integer,
+    number,
+    show_progress,
+)
+from tstcnn.infer.detect import DetectOptions
+from tstcnn.infer.predict import load_predictor
 from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.layouts import VIDEO_EXTENSIONS
+from tstcnn.io.video import VideoError
 from tstcnn.taxonomy import load_taxonomy
 
-__all__ = ["COMMANDS", "ANNOTATIONS"]
+__all__ = ["COMMANDS", "ANNOTATE", "ANNOTATIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,4 +187,102 @@ ANNOTATIONS = Command(
     _annotations_arguments, _annotations,
     usage="tstcnn annotations {import,export,agreement} PROJECT_DIR [...]")
 
-COMMANDS: tuple[Command, ...] = (ANNOTATIONS,)
+
+def _annotate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", metavar="PROJECT_DIR", help="annotation project folder (created if missing)")
+    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="videos (or folders of videos) to add to it")
+    parser.add_argument("--port", type=integer(ge=0, le=65535), default=8000, metavar="N",
+                        help="TCP port of the page (default: 8000; 0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                        help="address to listen on (default: 127.0.0.1, this machine only; any other needs a token)")
+    parser.add_argument("--token", default=None, metavar="TEXT",
+                        help="access token every request must carry (default with a non-loopback --host: a random "
+                             "one, printed in the page's URL)")
+    parser.add_argument("--classes", default=None, metavar="FILE",
+                        help="class list (one per line) of a project created here (default: TTStroke-21)")
+    parser.add_argument("--link", action="store_true", help="link the videos added instead of copying them")
+    parser.add_argument("--model", default=None, metavar="RUN_DIR",
+                        help="pre-annotate the videos without proposals yet with this run (tstcnn detect), as the "
+                             "annotator 'model'")
+    add_checkpoint_option(parser)
+    add_device_option(parser)
+    parser.add_argument("--import-analysis", default=None, metavar="ANALYSIS_DIR",
+                        help="import a tstcnn analyze output as the model's proposals, for review")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="add videos, proposals and proxies, then exit without serving the page")
+
+
+def _video_files(paths: list[str]) -> list[Path]:
+    files = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                           and not p.name.startswith("."))
+            if not found:
+                raise UsageError(f"{path}: no videos in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such video file or folder")
+    return files
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    root = Path(args.project)
+    loopback = is_loopback(args.host)
+    token = args.token or (None if loopback else secrets.token_urlsafe(24))
+    if args.token is not None and len(args.token) < 12:
+        raise UsageError("--token must be at least 12 characters long")
+    if (root / DATABASE).exists():
+        project = Project.open(root)
+        if args.classes and project.classes != load_taxonomy(args.classes).classes:
+            project.close()
+            raise UsageError(f"{root} is a project with other classes; --classes only applies to a new one")
+    else:
+        project = Project.create(root, load_taxonomy(args.classes).classes if args.classes else None)
+        print(f"created project {root}")
+    problems = []
+    with project:
+        for path in _video_files(args.videos):
+            try:
+                video = project.add_video(path, link=args.link)
+                print(f"video {video.name}: {video.frames} frames at {video.fps:g} fps")
+            except (VideoError, ValueError, OSError) as exc:
+                problems.append(str(exc))
+                logger.warning("tstcnn annotate: skipped: %s", exc)
+        if args.import_analysis:
+            summary = import_analysis(project, args.import_analysis)
+            print(f"imported {summary.total} proposals of {summary.annotator} from {args.import_analysis}")
+        if args.model:
+            run = load_predictor(args.model, args.checkpoint, args.device)
+            added, more = propose(project, run, DetectOptions(), progress=show_progress(args))
+            for problem in more:
+                logger.warning("tstcnn annotate: no proposals: %s", problem)
+            problems += more
+            print(f"{added} proposals of the model {args.model}")
+        for video in project.videos():
+            try:
+                media = playable(project, video)
+                if media.proxy:
+                    print(f"video {video.name}: plays as the proxy {media.path} ({media.fps:g} fps)")
+            except (VideoError, OSError) as exc:
+                problems.append(str(exc))
+                logger.warning("tstcnn annotate: %s: no browser-playable version: %s", video.name, exc)
+    if args.no_serve:
+        return 1 if problems else 0
+    serve(root, args.host, args.port, token,
+          ready=lambda url: print(f"annotation page: {url}  (Ctrl+C stops it)", flush=True))
+    return 0
+
+
+ANNOTATE = Command(
+    "annotate", "the local web page to mark strokes in videos, several annotators, model proposals",
+    "Open (or create) an annotation project folder, add the VIDEOs given, and serve the annotation page on "
+    "http://localhost:PORT/: watch a video frame by frame, mark each stroke's first and last frames and its class "
+    "with the keyboard, see other annotators' strokes and where they disagree, review a model's proposals. Strokes "
+    "are saved at once in PROJECT_DIR/project.sqlite. With --model, a trained run pre-annotates the videos first.",
+    _annotate_arguments, _annotate)
+
+COMMANDS: tuple[Command, ...] = (ANNOTATE, ANNOTATIONS)
