@@ -57,7 +57,7 @@ __all__ = [
 
 Modality = Literal["rgb", "flow", "twin", "i3d-rgb", "i3d-flow"]
 BlockKind = Literal["none", "residual", "attention"]
-FlowMethod = Literal["deepflow", "tvl1", "farneback", "dis"]
+FlowMethod = Literal["deepflow", "tvl1", "farneback", "dis", "liu"]
 SplitMode = Literal["layout", "video"]
 SchedulerName = Literal["paper", "cosine", "step", "constant"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
