@@ -103,6 +103,8 @@ def test_study_over_seeds_interrupted_resumed_and_compared(store, tmp_path, monk
     for seed in (0, 1):
         test = mcnemar_exact(*paired_correct(out / "rgb-attention" / f"seed-{seed}", out / "rgb-none" / f"seed-{seed}"))
         assert f"seed {seed}: {test.a_only}/{test.b_only}, p = {test.p_value:.3g}" in markdown
+        saved = json.loads((out / "study_stats.json").read_text())["attention_against_none"][0]["mcnemar"]
+        assert saved[str(seed)]["p_value"] == test.p_value
     assert "## Attention against none" in markdown and "| Attention converges in fewer epochs | **" in markdown
     assert "## Convergence" in markdown and (out / "fig6_validation_accuracy.png").stat().st_size > 1000
 

@@ -31,6 +31,7 @@ from tstcnn.engine.study_report import (
     model_summaries,
     report_markdown,
     runs_csv,
+    stats_json,
     summary_csv,
 )
 from tstcnn.engine.trainer import read_metrics, train
@@ -266,12 +267,15 @@ def run_study(cfg: Config, store: Any, out_dir: str | Path, *, models: Sequence[
 def write_study(out_dir: Path, records: Sequence[dict[str, Any]], entries: Sequence[StudyEntry],
                 curves: dict[str, list[list[dict[str, Any]]]], cfg: Config, store: Any,
                 seeds: Sequence[int]) -> None:
-    """``study.md``, ``study.csv``, ``study_runs.csv`` and ``fig6_validation_accuracy.png`` from the runs so far."""
+    """``study.md``, ``study.csv``, ``study_runs.csv``, ``study_stats.json`` and ``fig6_validation_accuracy.png``
+    from the runs so far."""
     summaries = model_summaries(records, [(e.name, e.label) for e in entries])
-    body = report_markdown(summaries, attention_comparisons(records, out_dir), claims(records))
+    comparisons, found = attention_comparisons(records, out_dir), claims(records)
+    body = report_markdown(summaries, comparisons, found)
     atomic_write_text(out_dir / "study.md", _study_markdown(body, cfg, store, seeds, records))
     atomic_write_text(out_dir / "study.csv", summary_csv(summaries))
     atomic_write_text(out_dir / "study_runs.csv", runs_csv(records))
+    atomic_write_text(out_dir / "study_stats.json", stats_json(summaries, comparisons, found))
     if curves:
         plot_validation_bands(curves, out_dir / "fig6_validation_accuracy.png",
                               title="Validation accuracy per epoch (paper Fig. 6): mean over seeds ± 1 sd")

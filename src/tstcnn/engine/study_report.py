@@ -1,26 +1,28 @@
 """The study's tables: per model over seeds, attention against none, convergence, and the paper's claims.
 
 Input is one record per finished run (a model trained with one seed, see :func:`tstcnn.engine.study.run_study`);
-output is the markdown of ``study.md`` and the CSV of ``study.csv`` (one row per model) and ``study_runs.csv``
-(one row per run). Every interval is the two-sided 95 % Student-t interval over seeds
-(:func:`tstcnn.runtime.statistics.summarize`); differences between models are paired by seed.
+output is the markdown of ``study.md``, the CSV of ``study.csv`` (one row per model) and ``study_runs.csv``
+(one row per run), and ``study_stats.json`` (all of it, full precision). Every interval is the two-sided 95 %
+Student-t interval over seeds (:func:`tstcnn.runtime.statistics.summarize`); differences between models are paired
+by seed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tstcnn.engine.compare import paired_correct
-from tstcnn.runtime.statistics import Summary, mcnemar_exact, paired_difference, summarize
+from tstcnn.runtime.statistics import McNemar, Summary, mcnemar_exact, paired_difference, summarize
 from tstcnn.taxonomy import GROUPINGS
 
 __all__ = ["SPLIT_NAMES", "ACCURACIES", "RUN_COLUMNS", "Claim", "model_summaries", "attention_comparisons", "claims",
-           "accuracy_table", "report_markdown", "summary_csv", "runs_csv"]
+           "accuracy_table", "report_markdown", "summary_csv", "stats_json", "runs_csv"]
 
 SPLIT_NAMES = ("train", "validation", "test")
 ACCURACIES = tuple(f"{s}_accuracy" for s in SPLIT_NAMES) + tuple(
@@ -66,10 +68,10 @@ def attention_comparisons(records: Sequence[Mapping[str, Any]], out_dir: str | P
                           split: str = "test") -> list[dict[str, Any]]:
     """Per modality with both models: paired difference over seeds and per-seed McNemar on the same clips."""
     comparisons = []
+    present = {r["model"] for r in records}
     for modality, kind in MODALITIES:
         with_name, without_name = f"{modality}-attention", f"{modality}-none"
-        runs = {r["model"]: r for r in records}
-        if with_name not in runs or without_name not in runs:
+        if with_name not in present or without_name not in present:
             continue
         seeds = sorted({r["seed"] for r in records if r["model"] == with_name}
                        & {r["seed"] for r in records if r["model"] == without_name})
@@ -280,6 +282,23 @@ def summary_csv(summaries: Sequence[Mapping[str, Any]]) -> str:
                     f"{key}_ci_high": summary.high}
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def stats_json(summaries: Sequence[Mapping[str, Any]], comparisons: Sequence[Mapping[str, Any]],
+               found: Sequence[Claim]) -> str:
+    """``study_stats.json``: every summary, comparison and claim of ``study.md`` with full precision."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (Summary, McNemar)):
+            return value.as_dict()
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps({"models": plain(list(summaries)), "attention_against_none": plain(list(comparisons)),
+                       "claims": [asdict(c) for c in found]}, indent=1) + "\n"
 
 
 def runs_csv(records: Sequence[Mapping[str, Any]]) -> str:
