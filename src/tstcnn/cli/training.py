@@ -91,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                        progress=show_progress(args))
     for split, report in results["splits"].items():
         print(f"{split:<11} {report['accuracy']:7.1%}  ({report['num_samples']} clips)")
-    print(f"wrote {Path(args.run_dir) / 'results.json'} and summary.md, confusion_*.png/csv")
+    print(f"wrote {Path(args.run_dir) / 'results.json'} and summary.md, predictions_*.csv, confusion_*.png/csv")
     return 0
 
 
@@ -99,6 +99,7 @@ EVALUATE = Command(
     "evaluate", "score a trained run on train / validation / test",
     "Classify the centred clips of each split with the run's best checkpoint and write RUN_DIR/results.json "
     "(accuracy per split as fractions, per-class precision/recall/F1, confusion matrices), "
+    "predictions_<split>.csv (one row per clip, for tstcnn compare), "
     "confusion_<split>[_<grouping>].png/.csv (21 classes; by type, hand, type+hand) and summary.md.",
     _evaluate_arguments, _evaluate)
 

@@ -90,7 +90,7 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
     for name, rows in runs.items():
         epochs, values = _series(rows, "val_accuracy")
         if epochs:
-            axis.plot(epochs, values, label=literal_text(name), linestyle="--" if "attention" not in name else "-")
+            axis.plot(epochs, values, label=literal_text(name), linestyle="-" if "with attention" in name else "--")
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
@@ -125,7 +125,7 @@ def plot_validation_bands(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]
         if not epochs.size:
             continue
         (line,) = axis.plot(epochs, means, label=literal_text(f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})"),
-                            linestyle="--" if "attention" not in name else "-")
+                            linestyle="-" if "with attention" in name else "--")
         if len(seeds) > 1:
             axis.fill_between(epochs, np.clip(means - sds, 0, 1), np.clip(means + sds, 0, 1), color=line.get_color(),
                               alpha=0.15, linewidth=0)
