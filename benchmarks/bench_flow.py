@@ -8,7 +8,7 @@ grey ``uint8`` at the prepared store's working width (320 for the ``paper`` pres
 or leaves the frame and no method can know the flow.
 
     python benchmarks/bench_flow.py [--widths 320,128] [--flows liu,deepflow,dis,farneback,tvl1]
-                                    [--repeats 1] [--seed 1]
+                                    [--repeats 1] [--seed 1] [--liu-data-weights 1,0.3,0.1,0.03,0.01]
 
 OpenCV runs on one thread. Prints a table per width, then one JSON line with the figures.
 """
@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from tstcnn.prep.flow import FLOW_METHODS, create_flow
+from tstcnn.prep.flow import FLOW_METHODS, LiuFlow, create_flow
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,9 @@ def end_point_error(estimate: np.ndarray, truth: np.ndarray, region: np.ndarray)
     return float(np.hypot(*(estimate - truth)[region].T).mean())
 
 
-def evaluate(method: str, pairs: list[FlowPair], repeats: int = 1) -> dict[str, float]:
+def evaluate(estimator: Callable[[np.ndarray, np.ndarray], np.ndarray], pairs: list[FlowPair],
+             repeats: int = 1) -> dict[str, float]:
     """EPE per pair (and inside/outside the mover) and the best time per pair in milliseconds."""
-    estimator = create_flow(method)
     results: dict[str, float] = {}
     times = []
     for pair in pairs:
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per pair, the best is kept (default: 1)")
     parser.add_argument("--seed", type=int, default=1,
                         help="texture seed (default: 1; liu's data weight was chosen on seed 0)")
+    parser.add_argument("--liu-data-weights", type=lambda t: [float(n) for n in t.split(",") if n], default=[],
+                        help="also run liu with these data weights (rows liu@W), as when the default was chosen")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     load_before = os.getloadavg()[0]
@@ -167,10 +170,12 @@ def main() -> None:
         print(f"width {width}x{pairs[0].first.shape[0]}, mean EPE in pixels (true motion up to "
               f"{max(float(np.hypot(*p.flow.reshape(-1, 2).T).max()) for p in pairs):.1f} px), one thread")
         print(f"{'flow':<10}" + "".join(f"{c:>14}" for c in columns))
-        for method in args.flows:
-            results = evaluate(method, pairs, args.repeats)
-            report[f"{method}_{width}"] = {k: round(v, 4) for k, v in results.items()}
-            print(f"{method:<10}" + "".join(f"{results[c]:>14.3f}" for c in columns))
+        estimators = [(method, create_flow(method)) for method in args.flows]
+        estimators += [(f"liu@{w:g}", LiuFlow(data_weight=w)) for w in args.liu_data_weights]
+        for name, estimator in estimators:
+            results = evaluate(estimator, pairs, args.repeats)
+            report[f"{name}_{width}"] = {k: round(v, 4) for k, v in results.items()}
+            print(f"{name:<10}" + "".join(f"{results[c]:>14.3f}" for c in columns))
     print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     print(json.dumps(report))
 

@@ -111,7 +111,7 @@ def test_liu_recovers_a_large_translation_that_one_level_cannot():
     dx, dy = 4.5, -2.5
     first, second = _translated_pair(48, 96, dx, dy)
     liu = create_flow("liu")(first, second)
-    one_level = LiuFlow(min_width=96).calc(first, second)
+    one_level = LiuFlow(min_width=96)(first, second)
     zero = _epe(np.zeros_like(liu), dx, dy)
     assert _epe(liu, dx, dy) < 0.15 and _epe(liu, dx, dy) < 0.03 * zero
     assert _epe(one_level, dx, dy) > 5 * _epe(liu, dx, dy)  # without the pyramid the linearisation fails

@@ -176,7 +176,8 @@ class PrepConfig:
 
     width: int = setting(320, "frame width after resizing (aspect kept), before the flow", ge=1)
     flow: FlowMethod = setting(
-        "deepflow", "optical flow back-end; deepflow is the authors', dis the fast one")
+        "liu", "optical flow back-end; liu is the paper's (C. Liu's variational flow), deepflow the authors' code's, "
+               "dis the fast one")
     roi_smoothing: float = setting(5.0, "temporal smoothing of the ROI centre: standard deviation in frames", ge=0)
     flow_scale_sigmas: float = setting(3.0, "flow normalisation scale: mean + k std of the per-frame maximum flow "
                                             "over the train split; this is k", ge=0)
