@@ -204,3 +204,20 @@ def test_by_annotator_leaves_out_rejected_proposals():
     grouped = by_annotator(rows)
     assert {name: len(v) for name, v in grouped.items()} == {"ann": 1, "model": 1}
     assert by_annotator(rows, annotators=["ann", "zoe"]) == {"ann": [rows[0]], "zoe": []}
+
+
+def test_matching_equals_greedy_over_every_pair():
+    """The search among nearby strokes only finds what trying every pair finds, on overlapping random strokes."""
+    rng = random.Random(7)
+    for _ in range(30):
+        a, b = ([Span(rng.randint(1, 2), x := rng.randint(0, 300), x + rng.randint(1, 60), SFT)
+                 for _ in range(rng.randint(0, 25))] for _ in range(2))
+        pairs = sorted((-temporal_iou(s, t), i, j) for i, s in enumerate(a) for j, t in enumerate(b)
+                       if temporal_iou(s, t) >= 0.5)
+        used_a, used_b, expected = set(), set(), []
+        for negative_iou, i, j in pairs:
+            if i not in used_a and j not in used_b:
+                used_a.add(i)
+                used_b.add(j)
+                expected.append((i, j, -negative_iou))
+        assert match_strokes(a, b).pairs == tuple(sorted(expected))

@@ -24,6 +24,7 @@ The functions take any objects with ``video_id``, ``begin``, ``end`` and ``label
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import math
@@ -145,12 +146,20 @@ def match_strokes(a: Sequence[StrokeLike], b: Sequence[StrokeLike], min_iou: flo
     by_video: dict[Hashable, list[int]] = defaultdict(list)
     for j, stroke in enumerate(b):
         by_video[stroke.video_id].append(j)
+    index = {}
+    for video_id, js in by_video.items():
+        js.sort(key=lambda j: b[j].begin)
+        index[video_id] = ([b[j].begin for j in js], max(b[j].end - b[j].begin for j in js))
     candidates = []
     for i, stroke in enumerate(a):
-        for j in by_video.get(stroke.video_id, ()):
-            iou = temporal_iou(stroke, b[j])
+        if stroke.video_id not in index:
+            continue
+        js, (begins, longest) = by_video[stroke.video_id], index[stroke.video_id]
+        # only strokes beginning within (begin - longest, end) can overlap this one
+        for k in range(bisect.bisect_right(begins, stroke.begin - longest), bisect.bisect_left(begins, stroke.end)):
+            iou = temporal_iou(stroke, b[js[k]])
             if iou >= min_iou:
-                candidates.append((-iou, i, j))
+                candidates.append((-iou, i, js[k]))
     candidates.sort()
     used_a: set[int] = set()
     used_b: set[int] = set()

@@ -32,7 +32,7 @@ from tstcnn.io.atomic import atomic_write_text
 from tstcnn.io.ids import check_id
 from tstcnn.io.layouts import VIDEO_EXTENSIONS
 from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
-from tstcnn.io.video import VideoError, VideoWriter, count_frames, iter_frames
+from tstcnn.io.video import VideoError, VideoWriter, count_frames, iter_decoded
 
 __all__ = ["EXPORT_LAYOUTS", "EXPORT_MARKER", "ImportSummary", "ExportSummary", "ImportProblems", "import_xml",
            "import_analysis", "export", "human_annotators", "consensus_json"]
@@ -381,10 +381,10 @@ def _source_strokes(project: Project, annotator: str | None, use_consensus: bool
         grouped = by_annotator(project.strokes(), annotators=names)
         return "consensus", consensus(grouped, project.classes, min_iou=min_iou), names
     if annotator is None:
-        names = human_annotators(project) or project.annotators()
+        names = human_annotators(project)
         if len(names) != 1:
-            raise ValueError(f"the project has {len(names)} annotators ({', '.join(names) or 'none'}); choose one with "
-                             "--annotator NAME or export --consensus")
+            raise ValueError(f"the project has {len(names)} annotators ({', '.join(names) or 'none'} besides the "
+                             "model's proposals); choose one with --annotator NAME or export --consensus")
         annotator = names[0]
     if annotator not in project.annotators():
         raise ValueError(f"no strokes by {annotator!r} in the project; its annotators: "
@@ -425,19 +425,21 @@ def _cut_clips(video_path: Path, video: Video, strokes: Sequence[Any], targets: 
     width, height = video.width - video.width % 2, video.height - video.height % 2  # H.264 needs even sizes
     pending = sorted(range(len(strokes)), key=lambda i: strokes[i].begin)
     open_writers: dict[int, VideoWriter] = {}
-    last = max(s.end for s in strokes)
     try:
-        for index, frame in enumerate(iter_frames(video_path)):
+        for index, decoded in enumerate(iter_decoded(video_path)):
             while pending and strokes[pending[0]].begin == index:
                 i = pending.pop(0)
                 targets[i].parent.mkdir(parents=True, exist_ok=True)
                 open_writers[i] = VideoWriter(targets[i], video.fps, width, height, crf=18)
+            if not open_writers:
+                if not pending:
+                    break
+                continue  # frames between strokes are decoded (frame numbers count them) but not converted
+            frame = decoded.to_ndarray(format="rgb24")[:height, :width]
             for i, writer in list(open_writers.items()):
-                writer.write(frame[:height, :width])
+                writer.write(frame)
                 if index + 1 == strokes[i].end:
                     open_writers.pop(i).close()
-            if index + 1 >= last:
-                break
     finally:
         for writer in open_writers.values():
             writer.close()

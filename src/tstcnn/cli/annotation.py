@@ -108,8 +108,8 @@ def _import(args: argparse.Namespace) -> int:
     try:
         with project:
             summary = import_xml(project, args.xml_dir, args.annotator, link=args.link)
-    except ImportProblems as exc:
-        for problem in exc.problems[1:]:
+    except BaseException as exc:
+        for problem in exc.problems[1:] if isinstance(exc, ImportProblems) else ():
             logger.warning("also: %s", problem)
         if created:  # the folder is this command's own: a refused import leaves no empty project behind
             shutil.rmtree(root, ignore_errors=True)
