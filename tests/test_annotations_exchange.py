@@ -185,21 +185,32 @@ def test_consensus_export_and_agreement_command(synth, tmp_path, capsys):
 
 
 def test_analysis_strokes_become_model_proposals(synth, tmp_path):
+    """``strokes.json`` as ``tstcnn analyze`` writes it; the video is added from the original it names."""
+    source = synth / "test" / "test_0000.mp4"
+    frames = count_frames(source)
     project = Project.create(tmp_path / "project", CLASSES)
     with project:
-        video = project.add_video(synth / "test" / "test_0000.mp4")
-        analysis = tmp_path / "analysis" / "test_0000"
-        analysis.mkdir(parents=True)
+        folder = tmp_path / "analysis" / "videos" / "test_0000"
+        folder.mkdir(parents=True)
         rows = [{"index": 1, "begin_frame": 4, "end_frame": 12, "begin_s": 0.4, "end_s": 1.2, "duration_s": 0.8,
                  "class": CLASSES[1], "type": "Defensive", "hand": "Backhand", "confidence": 0.8,
                  "top3": [[CLASSES[1], 0.8], [CLASSES[0], 0.15], [CLASSES[2], 0.05]]}]
-        (analysis / "strokes.json").write_text(json.dumps(rows))
+        document = {"video": source.name, "source": str(source), "fps": 10.0, "frames": frames,
+                    "columns": list(rows[0]), "strokes": rows, "clips": []}
+        (folder / "strokes.json").write_text(json.dumps(document))
         summary = import_analysis(project, tmp_path / "analysis")
-        assert summary.strokes == {video.name: 1}
+        assert summary.videos_added == [source.name] and summary.strokes == {source.name: 1}
+        video = project.video(source.name)
         (stroke,) = project.strokes(video.id, "model")
         assert (stroke.begin, stroke.end, stroke.label, stroke.status) == (4, 12, CLASSES[1], "proposed")
         assert stroke.confidence == pytest.approx(0.8) and stroke.top3[1] == (CLASSES[0], pytest.approx(0.15))
-        rows[0]["end_frame"] = video.frames + 1
-        (analysis / "strokes.json").write_text(json.dumps(rows))
+        before = _state(project)
+        rows[0]["end_frame"] = frames + 1
+        (folder / "strokes.json").write_text(json.dumps(document))
         with pytest.raises(ImportProblems, match="stroke 1 ends at frame"):
             import_analysis(project, tmp_path / "analysis", annotator="model2")
+        document["frames"] = frames + 5  # analysed another video of the same name
+        (folder / "strokes.json").write_text(json.dumps(document))
+        with pytest.raises(ImportProblems, match=f"analysed a video of {frames + 5} frames"):
+            import_analysis(project, tmp_path / "analysis", annotator="model2")
+        assert _state(project) == before

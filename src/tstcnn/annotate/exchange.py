@@ -237,23 +237,38 @@ def _analysis_files(analysis_dir: Path) -> list[Path]:
     return files
 
 
-def _analysis_rows(path: Path) -> tuple[list[Any], str | None]:
-    """The rows of one ``strokes.json`` and the video it names, if it names one."""
+@dataclass(frozen=True)
+class _Analysis:
+    """One ``strokes.json``: its rows, and what it says of its video (name, original file, decoded frames)."""
+
+    rows: list[Any]
+    video: str | None = None
+    source: str | None = None
+    frames: int | None = None
+
+
+def _read_analysis(path: Path) -> _Analysis:
+    """A ``strokes.json`` as ``tstcnn analyze`` writes it (``{"video", "source", "frames", "strokes": [...]}``) or
+    a bare list of rows."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable strokes.json ({exc})") from None
     if isinstance(data, list):
-        return data, None
+        return _Analysis(data)
     if isinstance(data, Mapping) and isinstance(data.get("strokes"), list):
-        video = data.get("video")
-        return data["strokes"], video if isinstance(video, str) else None
+        text = {key: data.get(key) if isinstance(data.get(key), str) else None for key in ("video", "source")}
+        return _Analysis(data["strokes"], text["video"], text["source"], _frame_number(data, "frames"))
     raise ValueError(f"{path}: expected a list of stroke rows (or an object with 'strokes')")
 
 
-def _analysis_video(path: Path, named: str | None, analysis_dir: Path) -> tuple[str, Path | None]:
-    """The video stem a ``strokes.json`` is about and a file of it to add if the project lacks it."""
+def _analysis_video(path: Path, analysis: _Analysis, analysis_dir: Path) -> tuple[str, Path | None]:
+    """The video stem a ``strokes.json`` is about and a file of it to add if the project lacks it: the original
+    it names, else a video of that name beside the file or in the analysis folder."""
+    named = analysis.video or (Path(analysis.source).name if analysis.source else None)
     stem = Path(named).stem if named else (path.parent.name if path.parent != analysis_dir else "")
+    if analysis.source and Path(analysis.source).is_file() and Path(analysis.source).stem == stem:
+        return stem, Path(analysis.source)
     beside = None
     for folder in (path.parent, analysis_dir):
         beside = _video_beside(folder / f"{stem}.xml") if stem else None
@@ -272,8 +287,9 @@ def import_analysis(project: Project, analysis_dir: str | Path, annotator: str =
     """Import the strokes found by ``tstcnn analyze`` (``strokes.json`` per video under ``analysis_dir``) as
     ``annotator``'s proposals (status ``proposed``, with confidence and top-3 classes), for review on the page.
 
-    A file's video is the one its ``"video"`` names, else the one its folder is named after; it must be in the
-    project or lie beside the file. All or nothing, as :func:`import_xml`.
+    A file's video is the one its ``"video"`` names, else the one its folder is named after; one the project lacks
+    is added from the original named by ``"source"`` or from a video of that name beside the file. A file whose
+    ``"frames"`` differ from the video's decoded frames is refused. All or nothing, as :func:`import_xml`.
     """
     annotator = check_annotator(annotator)
     analysis_dir = Path(analysis_dir)
@@ -282,11 +298,11 @@ def import_analysis(project: Project, analysis_dir: str | Path, annotator: str =
     plans: dict[str, _Planned] = {}
     for path in _analysis_files(analysis_dir):
         try:
-            rows, named = _analysis_rows(path)
+            analysis = _read_analysis(path)
         except ValueError as exc:
             problems.append(str(exc))
             continue
-        stem, beside = _analysis_video(path, named, analysis_dir)
+        stem, beside = _analysis_video(path, analysis, analysis_dir)
         if not stem:
             problems.append(f"{path}: names no video; put it in a folder named after its video")
             continue
@@ -297,7 +313,11 @@ def import_analysis(project: Project, analysis_dir: str | Path, annotator: str =
         if plan is None:
             continue
         plans[stem] = plan
-        for number, row in enumerate(rows, 1):
+        if analysis.frames is not None and analysis.frames != plan.frames:
+            problems.append(f"{path}: analysed a video of {analysis.frames} frames, but {plan.name} has "
+                            f"{plan.frames}: another video of the same name?")
+            continue
+        for number, row in enumerate(analysis.rows, 1):
             if not isinstance(row, Mapping):
                 problems.append(f"{path}: stroke {number} is not an object")
                 continue
