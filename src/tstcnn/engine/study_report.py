@@ -142,11 +142,20 @@ def claims(records: Sequence[Mapping[str, Any]]) -> list[Claim]:
     speedups = {m: _paired(records, f"{m}-none", f"{m}-attention", "epochs_to_90pct") for m, _ in MODALITIES
                 if {f"{m}-attention", f"{m}-none"} <= present}
     if speedups:
+        verdict = _verdict(list(speedups.values()), list(speedups.values()))
+        # A run still improving has a lower bound for its epoch count: it can weaken the side it stands on.
+        unsettled = {block: sum(r.get("plateaued") is False for r in records
+                                if r["model"] in {f"{m}-{block}" for m in speedups}) for block in ("attention", "none")}
+        if (verdict == "reproduced" and unsettled["attention"]) or (verdict == "not reproduced" and unsettled["none"]):
+            verdict = "inconclusive"
         found.append(Claim(
-            "Attention converges in fewer epochs", _verdict(list(speedups.values()), list(speedups.values())),
-            "; ".join(f"{kind} {_points(speedups[m], 'epochs', 1.0)}" for m, kind in MODALITIES if m in speedups),
+            "Attention converges in fewer epochs", verdict,
+            "; ".join(f"{kind} {_points(speedups[m], 'epochs', 1.0)}" for m, kind in MODALITIES if m in speedups)
+            + "".join(f"; {n} run(s) {'with' if b == 'attention' else 'without'} attention not plateaued"
+                      for b, n in unsettled.items() if n),
             "epochs to 90 % of the best validation accuracy, without minus with attention (paired by seed), above "
-            "0 for every modality"))
+            "0 for every modality; inconclusive at best while a run with attention (for not reproduced: without) "
+            "has not plateaued, its count being a lower bound"))
     if "twin-attention" in present and len(present - {"twin-attention"}) > 0:
         others = sorted(present - {"twin-attention"})
         leads = {m: _paired(records, "twin-attention", m, "test_accuracy") for m in others}
