@@ -19,7 +19,7 @@ from tstcnn.io.mediaeval import AnnotationError
 from tstcnn.io.video import VideoError
 
 WORKFLOW = ("synth", "prepare", "train", "evaluate", "study", "compare", "predict", "detect", "score-classification",
-            "score-detection", "visualize", "export", "annotations", "report", "demo", "models", "bench")
+            "score-detection", "visualize", "export", "annotate", "annotations", "report", "demo", "models", "bench")
 RUN_OPTIONS = {"train": {"--store", "--out", "--resume", "--config", "--device"},
                "study": {"--store", "--out", "--models", "--seeds", "--config", "--device"}}
 PREPARE_OPTIONS = {"--source", "--layout", "--out", "--config", "--classes", "--test-labels", "--workers",
