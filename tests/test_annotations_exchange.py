@@ -214,3 +214,18 @@ def test_analysis_strokes_become_model_proposals(synth, tmp_path):
         with pytest.raises(ImportProblems, match=f"analysed a video of {frames + 5} frames"):
             import_analysis(project, tmp_path / "analysis", annotator="model2")
         assert _state(project) == before
+
+
+def test_videos_sharing_a_stem_are_refused_rather_than_overwritten(synth, tmp_path):
+    copy = tmp_path / "train_0000.mkv"
+    shutil.copy(synth / "train" / "train_0000.mp4", copy)
+    with Project.create(tmp_path / "project", CLASSES) as project:
+        first = project.add_video(synth / "train" / "train_0000.mp4")
+        second = project.add_video(copy)
+        with pytest.raises(ImportProblems, match="several videos named train_0000"):
+            import_xml(project, synth / "train", "ann")
+        for video in (first, second):
+            project.add_stroke(video.id, "ann", 0, 5, CLASSES[0])
+        with pytest.raises(ValueError, match="would both export as train_0000"):
+            export(project, tmp_path / "out")
+        assert not (tmp_path / "out").exists()

@@ -421,6 +421,17 @@ def _by_video(strokes: Iterable[Any]) -> dict[int, list[Any]]:
     return grouped
 
 
+def _check_stems(project: Project, grouped: Mapping[int, Sequence[Any]]) -> None:
+    """Exported files are named after the video's stem, so two videos with strokes may not share one."""
+    seen: dict[str, str] = {}
+    for video_id in grouped:
+        name = project.video(video_id).name
+        stem = Path(name).stem
+        if stem in seen:
+            raise ValueError(f"videos {seen[stem]} and {name} would both export as {stem}: rename one in the project")
+        seen[stem] = name
+
+
 def _write_xmls(folder: Path, project: Project, grouped: Mapping[int, Sequence[Any]]) -> None:
     for video_id, strokes in grouped.items():
         stem = Path(project.video(video_id).name).stem
@@ -496,6 +507,7 @@ def export(project: Project, out: str | Path, annotator: str | None = None, cons
     if not strokes:
         raise ValueError(f"no strokes to export for {source}")
     grouped = _by_video(strokes)
+    _check_stems(project, grouped)
     ties = sum(getattr(s, "tie", False) for s in strokes)
     manifest = {"format": _EXPORT_FORMAT, "project": str(project.root.resolve()), "layout": layout,
                 "source": source, "annotators": names, "videos": len(grouped), "strokes": len(strokes), "ties": ties}
