@@ -229,3 +229,17 @@ def test_videos_sharing_a_stem_are_refused_rather_than_overwritten(synth, tmp_pa
         with pytest.raises(ValueError, match="would both export as train_0000"):
             export(project, tmp_path / "out")
         assert not (tmp_path / "out").exists()
+
+
+def test_detection_export_with_videos_is_read_by_prepare_as_it_is(synth, tmp_path, capsys):
+    project_dir, out = tmp_path / "project", tmp_path / "export"
+    assert main(["annotations", "import", str(project_dir), str(synth), "--annotator", "ann", "-q"]) == 0
+    assert main(["annotations", "export", str(project_dir), "--out", str(out), "--with-videos", "-q"]) == 0
+    videos = sorted((out / "train").glob("*.mp4"))
+    assert [p.name for p in videos] == sorted(p.name for p in synth.rglob("*.mp4"))
+    assert all(p.stat().st_ino == (project_dir / "videos" / p.name).stat().st_ino for p in videos)  # hard links
+    store = tmp_path / "store"
+    code = main(["prepare", "--source", str(out), "--layout", "mediaeval-detection", "--out", str(store),
+                 "--preset", "cpu-small", "--width", "32", "--workers", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert {e.id: list(e.actions) for e in Store(store).videos()} == _xmls(synth)

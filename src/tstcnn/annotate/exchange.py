@@ -6,10 +6,11 @@
   video's end, a video that cannot be found or an annotator who already has strokes on a video stops the whole
   import with a one-line message naming the file, and nothing is imported (strokes go in in one transaction).
 * :func:`export` writes one annotator's strokes, or the consensus of several (:mod:`~tstcnn.annotate.agreement`),
-  as detection XMLs (``OUT/<video stem>.xml``) or as the ``mediaeval-classification`` layout of trimmed clips
-  (``OUT/train/<Class>/<video stem>_<begin>-<end>.mp4``: frames ``begin..end-1`` of the original, H.264), which
-  ``tstcnn prepare`` reads as it is. The folder is built beside ``OUT`` and swapped in, so a reader never sees half
-  an export; ``OUT`` may be new, empty, or an earlier export (marked by its ``export.json``).
+  as detection XMLs (``OUT/<video stem>.xml``, or ``OUT/train/`` with the videos beside) or as the
+  ``mediaeval-classification`` layout of trimmed clips (``OUT/train/<Class>/<video stem>_<begin>-<end>.mp4``:
+  frames ``begin..end-1`` of the original, H.264); ``tstcnn prepare`` reads the last two as they are. The folder
+  is built beside ``OUT`` and swapped in, so a reader never sees half an export; ``OUT`` may be new, empty, or an
+  earlier export (marked by its ``export.json``).
 * :func:`import_analysis` takes the ``strokes.json`` files of ``tstcnn analyze`` as model proposals for review.
 """
 
@@ -432,10 +433,23 @@ def _check_stems(project: Project, grouped: Mapping[int, Sequence[Any]]) -> None
         seen[stem] = name
 
 
-def _write_xmls(folder: Path, project: Project, grouped: Mapping[int, Sequence[Any]]) -> None:
+def _place_video(source: Path, target: Path) -> None:
+    """A hard link to the project's video (no copy of a large file) where the file system allows one, else a copy."""
+    try:
+        os.link(source.resolve(), target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _write_xmls(folder: Path, project: Project, grouped: Mapping[int, Sequence[Any]], with_videos: bool) -> None:
+    if with_videos:
+        folder = folder / "train"
+        folder.mkdir()
     for video_id, strokes in grouped.items():
-        stem = Path(project.video(video_id).name).stem
-        write_actions(folder / f"{stem}.xml", [Action(s.begin, s.end, s.label) for s in strokes])
+        video = project.video(video_id)
+        write_actions(folder / f"{Path(video.name).stem}.xml", [Action(s.begin, s.end, s.label) for s in strokes])
+        if with_videos:
+            _place_video(project.video_path(video), folder / video.name)
 
 
 def _clip_names(stem: str, strokes: Sequence[Any]) -> list[str]:
@@ -492,15 +506,19 @@ def _write_clips(folder: Path, project: Project, grouped: Mapping[int, Sequence[
 
 def export(project: Project, out: str | Path, annotator: str | None = None, consensus: bool = False,
            layout: str = "mediaeval-detection", *, annotators: Sequence[str] | None = None,
-           min_iou: float = 0.5) -> ExportSummary:
+           min_iou: float = 0.5, with_videos: bool = False) -> ExportSummary:
     """Write ``annotator``'s strokes (or, with ``consensus``, the consensus of ``annotators``, default: every
     annotator but the model) to ``out`` in ``layout``; see the module docstring for the two layouts.
 
     Without ``annotator`` and ``consensus`` the project's only (human) annotator is taken. Videos without strokes
-    get no file. ``out`` also receives ``export.json`` (what was exported) and, for a consensus, ``consensus.json``.
+    get no file. ``with_videos`` (detection only) writes ``OUT/train/<stem>.xml`` with the video beside each (a
+    hard link, else a copy), which ``tstcnn prepare --layout mediaeval-detection`` reads as it is. ``out`` also
+    receives ``export.json`` (what was exported) and, for a consensus, ``consensus.json``.
     """
     if layout not in EXPORT_LAYOUTS:
         raise ValueError(f"unknown export layout {layout!r}; allowed: {', '.join(EXPORT_LAYOUTS)}")
+    if with_videos and layout != "mediaeval-detection":
+        raise ValueError("with_videos applies to the mediaeval-detection layout; clips are videos already")
     out = Path(out)
     _check_out(out)
     source, strokes, names = _source_strokes(project, annotator, consensus, annotators, min_iou)
@@ -514,7 +532,7 @@ def export(project: Project, out: str | Path, annotator: str | None = None, cons
 
     def fill(folder: Path) -> None:
         if layout == "mediaeval-detection":
-            _write_xmls(folder, project, grouped)
+            _write_xmls(folder, project, grouped, with_videos)
         else:
             _write_clips(folder, project, grouped)
         if consensus:

@@ -76,6 +76,9 @@ def _annotations_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the consensus of the annotators (also written as OUT/consensus.json)")
     exp.add_argument("--layout", choices=EXPORT_LAYOUTS, default="mediaeval-detection",
                      help="what to write (default: mediaeval-detection)")
+    exp.add_argument("--with-videos", action="store_true",
+                     help="detection: write OUT/train/<video>.xml with each video beside it (hard-linked, else "
+                          "copied), which tstcnn prepare --layout mediaeval-detection reads")
     agr = actions.add_parser("agreement", help="agreement between annotators, and their consensus",
                              description="Agreement per pair of annotators and overall: strokes matched at temporal "
                                          "IoU >= 0.5, boundary differences in frames, Cohen's kappa of the classes "
@@ -124,7 +127,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("--annotators chooses whom a --consensus is drawn from; give --consensus too")
     with _open(args.project) as project:
         summary = export(project, args.out, args.annotator, args.consensus, args.layout,
-                         annotators=_names(args.annotators), min_iou=args.min_iou)
+                         annotators=_names(args.annotators), min_iou=args.min_iou, with_videos=args.with_videos)
     ties = f", {summary.ties} flagged for review (consensus.json)" if args.consensus else ""
     print(f"exported {summary.strokes} strokes of {summary.source} on {summary.videos} videos{ties} "
           f"({summary.layout}) to {summary.out}")
