@@ -7,14 +7,27 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_infer_models import make_run, make_video
 
 from tstcnn.cli import build_parser, main
 from tstcnn.cli.options import config_from_args
 from tstcnn.config import PRESETS, DataConfig, PrepConfig, config_from_dict, config_to_dict, override
-from tstcnn.data import StrokeClips, TemporalSampler, centred_start, clip_span, resolve_frame_stride, window_indices
+from tstcnn.data import (
+    StrokeClips,
+    TemporalSampler,
+    WindowClips,
+    centred_start,
+    clip_span,
+    resolve_frame_stride,
+    window_indices,
+)
 from tstcnn.data import functional as F
 from tstcnn.data.dataset import store_frame_stride
 from tstcnn.engine.trainer import train
+from tstcnn.infer.detect import DetectOptions, detect_store, detect_videos
+from tstcnn.infer.predict import load_predictor, prepared_store, run_reader, source_items, window_span
+from tstcnn.infer.windows import window_centres, window_starts
+from tstcnn.io.mediaeval import read_actions
 from tstcnn.prep.store import Store, finalize_store, write_video_entry
 from tstcnn.runtime.checkpoint import load_run
 
@@ -197,3 +210,63 @@ def test_a_run_records_its_resolved_stride_and_evaluation_uses_it(strided_run, m
     monkeypatch.setattr(evaluate_module, "StrokeClips", Spy)
     evaluate_module.evaluate(run_dir, ["validation"], store=store, progress=False)
     assert strides == [2]
+
+
+# Inference: windows, centres and every frame written in source frames.
+
+def test_inference_reads_with_the_runs_stride_unless_overridden(strided_run):
+    store, run_dir = strided_run
+    run = load_predictor(run_dir, precision="fp32")
+    reader = run_reader(store, run)
+    assert (reader.frame_stride, reader.span, window_span(run)) == (2, 15, 15)
+    plain = run_reader(store, load_predictor(run_dir, precision="fp32", frame_stride=1))
+    assert (plain.frame_stride, plain.span) == (1, 8)
+    windows = WindowClips.of_video(reader, "long0", [-3, 80])  # hanging over both ends of the 90 frames
+    for index, start in enumerate((-3, 80)):
+        frames = window_indices(start, 8, 90, stride=2)
+        assert frames.tolist() == np.clip(np.arange(start, start + 15, 2), 0, 89).tolist()
+        assert np.array_equal(windows[index][0]["rgb"], plain.read("long0", frames)["rgb"])
+    with pytest.raises(ValueError, match="frame stride must be an integer >= 1"):
+        load_predictor(run_dir, frame_stride=0)
+
+
+def test_detection_windows_centres_and_xml_are_in_source_frames(strided_run, tmp_path, one_thread):
+    store, run_dir = strided_run
+    run = load_predictor(run_dir, precision="fp32")
+    entry = store.entry("long0")
+    probe = detect_store(run, store, tmp_path / "probe", DetectOptions(stride=3, smoothing="none"), split="train")[0]
+    stroke = 1 - probe[0].frame_probs[:, run.classes.negative_index]
+    threshold = float(np.clip(np.median(stroke), 0.01, 0.99))  # an untrained model: cut where its output varies
+    options = DetectOptions(stride=3, smoothing="none", threshold=threshold, min_length=1)
+    detections, summary = detect_store(run, store, tmp_path / "out", options, split="train")
+    detection = detections[0]
+    assert summary["window"] == 15 and summary["frame_stride"] == 2 and summary["options"]["stride"] == 3
+    assert detection.starts.tolist() == window_starts(entry.frames, 15, 3).tolist() == [*range(0, 76, 3)]
+    centres = window_centres(detection.starts, 15)  # start + 7: each window speaks for its middle source frame
+    np.testing.assert_allclose(detection.frame_probs[centres.astype(int)], detection.window_probs, atol=1e-6)
+    saved = np.load(tmp_path / "out" / "long0_frames.npz")
+    assert saved["starts"].tolist() == detection.starts.tolist() and saved["frame_probs"].shape[0] == entry.frames
+    actions = read_actions(tmp_path / "out" / "long0.xml")
+    assert actions and [(a.begin, a.end) for a in actions] == [(a.begin, a.end) for a in detection.actions]
+    stroke = 1 - detection.frame_probs[:, run.classes.negative_index]
+    for action in actions:  # segments cut from the per-source-frame probabilities
+        assert 0 <= action.begin < action.end <= entry.frames
+        assert np.all(stroke[action.begin:action.end] >= threshold)
+    covered = np.zeros(entry.frames, bool)
+    for action in actions:
+        covered[action.begin:action.end] = True
+    assert np.array_equal(covered, stroke >= threshold)
+
+
+def test_streamed_detection_with_a_stride_matches_the_whole_video_store(tmp_path, one_thread):
+    run = load_predictor(make_run(tmp_path / "run", logit_scale=1.0), precision="fp32", frame_stride=3)  # span 22
+    make_video(tmp_path / "long.mp4", 50)
+    videos = [tmp_path / "long.mp4"]
+    options = DetectOptions(stride=4, min_length=1)
+    with prepared_store(source_items(videos)[0], run) as (store, _):
+        whole, _ = detect_store(run, store, tmp_path / "whole", options)
+    chunked, summary = detect_videos(run, videos, tmp_path / "chunked", options, chunk_frames=8)
+    assert summary["window"] == 22 and summary["frame_stride"] == 3
+    assert chunked[0].starts.tolist() == whole[0].starts.tolist() == [*range(0, 29, 4)]
+    # Stated tolerance (as tests/test_streaming.py): per-chunk flow quantisation moves a probability by < 0.01.
+    np.testing.assert_allclose(chunked[0].window_probs, whole[0].window_probs, atol=0.01)

@@ -57,6 +57,9 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto (default): bf16 + channels-last where the device has bf16 units, else fp32; fp32 is "
                              "the reference path")
+    parser.add_argument("--frame-stride", type=integer(ge=1), default=None, metavar="K",
+                        help="read every K-th frame instead of the run's own data.frame_stride (default: the run's); "
+                             "window starts, strides and the frames written stay in source frames")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the network with frozen weights (at paper size on 2 CPU cores: 1-1.5 min "
                              "to compile, then ~12%% faster: for long videos)")
@@ -115,7 +118,8 @@ def _writing_to_out(command: str, run: Callable[[argparse.Namespace], int]) -> C
 
 def _predict(args: argparse.Namespace) -> int:
     progress = show_progress(args)
-    run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
+    run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile,
+                         args.frame_stride)
     options = PredictOptions(args.aggregation, args.windows, args.sigma, args.batch_size)
     if args.store:
         predictions, problems = predict_store(run, Store(args.store), options, args.split, progress=progress)
@@ -155,7 +159,8 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _inference_options(parser)
     parser.add_argument("--stride", type=integer(ge=1), default=None, metavar="FRAMES",
-                        help="frames between windows (default: a quarter of the window; 1 is slowest and finest)")
+                        help="source frames between windows (default: a quarter of the window's span; 1 is slowest "
+                             "and finest)")
     parser.add_argument("--smoothing", default="gaussian", choices=FRAME_SMOOTHINGS,
                         help="per-frame smoothing (default: gaussian)")
     parser.add_argument("--smooth-width", type=integer(ge=1), default=None, metavar="FRAMES",
@@ -170,7 +175,8 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     progress = show_progress(args)
-    run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile)
+    run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile,
+                         args.frame_stride)
     options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
                             args.min_length, args.max_gap)
     if args.store:

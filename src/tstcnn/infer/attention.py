@@ -5,7 +5,8 @@ reduced over channels, min-max normalised, resized to the input and overlaid on 
 (:mod:`tstcnn.viz.attention`): a PNG grid at chosen time steps and an animated GIF. Over all the clips given,
 the range and mean of the raw mask values per block are gathered (the paper quotes 0.35–0.65) and written
 as JSON. A trimmed clip gives its centred window; an annotated long video one window centred on each
-of its strokes.
+of its strokes. With a run's frame stride ``k`` a window spans ``(T − 1)·k + 1`` source frames, centred the same
+way; the grid's ``t`` are the network's time steps, its title the source frames.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ __all__ = ["clip_starts", "visualize_attention"]
 
 
 def clip_starts(entry: VideoEntry, length: int) -> list[int]:
-    """Window starts of a stored video: one centred on each stroke of an annotated video, else the centred one."""
+    """Window starts of a stored video: one centred on each stroke of an annotated video, else the centred one
+    (``length``: the window's span in source frames)."""
     if entry.actions:
         return [centred_start(a.begin, min(a.end, entry.frames), length) for a in entry.actions]
     return [centred_start(0, entry.frames, length)]
@@ -47,7 +49,7 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
         raise ValueError("no clips given")
     reader = run_reader(store, run)
     display = run_reader(store, run, modality="rgb")
-    length = reader.clip_size[0]
+    length, stride = reader.span, reader.frame_stride
     device = next(run.model.parameters()).device
     statistics = MaskStatistics()
     out_dir = Path(out_dir)
@@ -68,6 +70,7 @@ def visualize_attention(run: Any, store: Store, video_ids: Sequence[str], out_di
                 rgb = display_windows[index][0]["rgb"]
                 first = {name: mask[0] for name, mask in masks.items()}
                 title = f"{video_id}: frames {max(start, 0)}–{min(start + length, entry.frames) - 1}"
+                title += f" (one in {stride})" if stride > 1 else ""
                 paths["grid"] = save_attention_grid(out_dir / "attention_grid.png", rgb, first, time_steps, title)
                 if gif:
                     paths["gif"] = save_attention_animation(out_dir / "attention.gif", rgb, first)

@@ -6,6 +6,10 @@ time (vote, mean or Gaussian, :mod:`tstcnn.infer.aggregate`), then cut into stro
 each given the stroke class it scores highest, short segments dropped (:mod:`tstcnn.infer.segments`). Each stroke
 also gets a confidence and its three likeliest classes (:func:`score_strokes`), for review.
 
+With a run's frame stride ``k`` a window reads every ``k``-th frame and spans ``(T − 1)·k + 1`` source frames
+(:func:`~tstcnn.infer.predict.window_span`); ``T`` above and below means that span, and the stride, smoothing
+width, minimum length, window starts and the XML's ``begin``/``end`` are all in source frames.
+
 The stride trades speed for temporal precision: the cost is one network pass per window, so stride ``S``
 costs about ``1/S`` of stride 1, while segment boundaries are only resolved to about ``S / 2`` frames
 before smoothing. The default, ``T // 4``, keeps boundaries within an eighth of a window (measured
@@ -43,6 +47,7 @@ from tstcnn.infer.predict import (
     stream_problem,
     stream_windows,
     window_probabilities,
+    window_span,
     work_folder,
 )
 from tstcnn.infer.scoring import score_detection
@@ -139,7 +144,7 @@ def detect_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: Detec
                  progress: Any = None) -> VideoDetection:
     """Slide the network over one stored video and return its strokes (``options`` resolved)."""
     reader.check(entry)
-    length = reader.clip_size[0]
+    length = reader.span
     began = time.perf_counter()
     starts = window_starts(entry.frames, length, options.stride)
     probs = window_probabilities(run, reader, entry.id, starts, options.batch_size, progress)
@@ -172,11 +177,13 @@ def write_detection(out_dir: str | Path, detection: VideoDetection, run: Any, tr
 
 
 def _summary(detections: Sequence[VideoDetection], truth: Mapping[str, Sequence[Action]], options: DetectOptions,
-             problems: Sequence[str], window: int) -> dict[str, Any]:
+             problems: Sequence[str], window: int, frame_stride: int) -> dict[str, Any]:
+    """The run's settings and speed; ``window`` is the network's window in source frames."""
     windows = sum(len(d.starts) for d in detections)
     seconds = sum(d.seconds for d in detections)
     summary: dict[str, Any] = {
-        "status": "complete", "options": dataclasses.asdict(options), "window": window, "problems": list(problems),
+        "status": "complete", "options": dataclasses.asdict(options), "window": window,
+        "frame_stride": frame_stride, "problems": list(problems),
         "videos": {d.video_id: {"frames": d.frames, "windows": len(d.starts), "strokes": len(d.actions),
                                 "seconds": round(d.seconds, 3)} for d in detections},
         "windows_per_second": windows / seconds if seconds else None,
@@ -204,7 +211,7 @@ def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOpt
         raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
     _negative_index(run)
     reader = run_reader(store, run)
-    length = reader.clip_size[0]
+    length = reader.span
     options = options.resolve(length)
     truth = dict(truth) if truth is not None else {e.id: list(e.actions) for e in entries if e.actions}
     total = sum(len(window_starts(e.frames, length, options.stride)) for e in entries)
@@ -222,7 +229,7 @@ def detect_store(run: Any, store: Store, out_dir: str | Path, options: DetectOpt
                 problems.append(f"video {entry.id!r}: {exc}")
             except ValueError as exc:
                 problems.append(str(exc) if repr(entry.id) in str(exc) else f"video {entry.id!r}: {exc}")
-    summary = _summary(detections, truth, options, problems, length)
+    summary = _summary(detections, truth, options, problems, length, reader.frame_stride)
     finish(out_dir, detections, summary)
     return detections, summary
 
@@ -273,7 +280,7 @@ def detect_streamed(run: Any, item: SourceItem, options: DetectOptions, work_dir
                     chunk_frames: int = CHUNK_FRAMES, progress: Any = None) -> VideoDetection:
     """Detect strokes in one raw video prepared chunk by chunk (``options`` resolved): the windows, smoothing and
     segments of :func:`detect_entry` on a whole-video store, in bounded temporary disk."""
-    length = int(run.config.model.input_size[0])
+    length = window_span(run)
     streamed = stream_windows(run, item, _sliding_starts(length, options.stride), work_dir,
                               batch_size=options.batch_size, chunk_frames=chunk_frames, progress=progress)
     began, frames = time.perf_counter(), streamed.entry.frames
@@ -313,7 +320,7 @@ def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, op
     if not paths:
         raise ValueError("no videos given")
     _negative_index(run)
-    length = int(run.config.model.input_size[0])
+    length = window_span(run)
     options = options.resolve(length)
     items, problems = source_items(paths)
     truth, xml_problems = _truth_beside(items)
@@ -337,6 +344,6 @@ def detect_videos(run: Any, paths: Sequence[str | Path], out_dir: str | Path, op
                 problems.append(f"video {item.id!r}: {exc}")
                 continue
             detections.append(detection)
-    summary = _summary(detections, truth, options, problems, length)
+    summary = _summary(detections, truth, options, problems, length, int(run.config.data.frame_stride))
     finish(out_dir, detections, summary)
     return detections, summary

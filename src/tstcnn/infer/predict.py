@@ -8,6 +8,10 @@ fit in one chunk are gathered into a temporary store of about one chunk, classif
 longer video is counted, then classified chunk by chunk. A clip longer than the network's window is classified
 from several windows and aggregated (:mod:`tstcnn.infer.aggregate`).
 
+A run trained with a frame stride ``k`` (``data.frame_stride``, resolved and saved with the run) reads every
+``k``-th frame: its window spans ``(T − 1)·k + 1`` source frames (:func:`window_span`), and window starts, centres
+and every frame number written stay in source frames. :func:`load_predictor` can override the run's ``k``.
+
 A "run" here is :class:`tstcnn.runtime.checkpoint.LoadedRun` or an export's
 :class:`tstcnn.infer.export.ExportedRun`: both give ``model``, ``config``, ``classes``, ``flow_scale``, ``prep``.
 """
@@ -31,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tstcnn.data import ClipReader, WindowClips, build_dataloader
+from tstcnn.config import override
+from tstcnn.data import ClipReader, WindowClips, build_dataloader, clip_span, store_frame_stride
 from tstcnn.infer.aggregate import CLIP_AGGREGATIONS, aggregate_windows
 from tstcnn.infer.export import load_export
 from tstcnn.infer.windows import clip_window_starts, window_centres
@@ -49,7 +54,8 @@ from tstcnn.runtime.performance import compile_for_inference, inference_options,
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "StreamedWindows", "load_predictor", "run_reader",
+__all__ = ["EXPORT_SUFFIXES", "PredictOptions", "ClipPrediction", "StreamedWindows", "load_predictor",
+           "with_frame_stride", "window_span", "run_reader",
            "clip_probabilities", "window_probabilities", "classify_entry", "source_items", "remove_stale_stores",
            "work_folder", "prepared_store", "stream_windows", "stream_problem", "predict_store", "predict_items",
            "predict_videos", "write_predictions"]
@@ -85,8 +91,10 @@ class ClipPrediction:
 
 
 def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", precision: str = "auto",
-                   compile: bool = False) -> Any:
+                   compile: bool = False, frame_stride: int | None = None) -> Any:
     """A run folder or checkpoint (``LoadedRun``), or an exported model or its spec (``ExportedRun``).
+
+    ``frame_stride`` overrides the run's own (:func:`with_frame_stride`); None keeps the run's.
 
     ``precision`` ``auto`` runs a checkpoint the fastest measured way for ``device``
     (:func:`~tstcnn.runtime.performance.inference_options`: bf16 autocast and channels-last where bf16 is fast);
@@ -96,8 +104,8 @@ def load_predictor(path: str | Path, which: str = "best", device: str = "cpu", p
     """
     path = Path(path)
     if path.suffix in EXPORT_SUFFIXES:
-        return load_export(path)
-    run = load_run(path, which, device)
+        return with_frame_stride(load_export(path), frame_stride)
+    run = with_frame_stride(load_run(path, which, device), frame_stride)
     if precision == "auto":
         settings = inference_options(device)
     else:
@@ -116,16 +124,38 @@ def _device(run: Any) -> torch.device:
     return next(parameters()).device
 
 
-def _window(run: Any) -> int:
-    """The network's window: frames per input clip."""
-    return int(run.config.model.input_size[0])
+def with_frame_stride(run: Any, frame_stride: int | None) -> Any:
+    """``run`` reading every ``frame_stride``-th frame instead of its own stride (None: ``run`` unchanged)."""
+    if frame_stride is None:
+        return run
+    if isinstance(frame_stride, bool) or not isinstance(frame_stride, int) or frame_stride < 1:
+        raise ValueError(f"frame stride must be an integer >= 1, got {frame_stride!r}")
+    if frame_stride != run.config.data.frame_stride:
+        logger.info("frame stride %d instead of the run's %s", frame_stride, run.config.data.frame_stride)
+    return replace(run, config=override(run.config, "data", frame_stride=frame_stride))
+
+
+def _frame_stride(run: Any, store: Store | None = None) -> int:
+    """The run's frame stride; ``auto`` (a config that training did not resolve) resolved on ``store``."""
+    setting = run.config.data.frame_stride
+    if setting != "auto":
+        return int(setting)
+    if store is None:
+        raise ValueError("the run's data.frame_stride is auto, not resolved by training; give a frame stride")
+    return store_frame_stride(setting, store, int(run.config.model.input_size[0]))
+
+
+def window_span(run: Any, store: Store | None = None) -> int:
+    """The network's window in source frames: ``(T − 1)·k + 1`` for clips of ``T`` frames at frame stride ``k``."""
+    return clip_span(int(run.config.model.input_size[0]), _frame_stride(run, store))
 
 
 def run_reader(store: Store, run: Any, modality: str | None = None) -> ClipReader:
-    """The reader of a run's model inputs from ``store``: the run's clip size and its own flow scale (the
-    normalisation the model was trained with, whatever the store's). ``modality`` overrides which inputs."""
+    """The reader of a run's model inputs from ``store``: the run's clip size, frame stride and its own flow scale
+    (the normalisation the model was trained with, whatever the store's). ``modality`` overrides which inputs."""
     model_cfg = run.config.model
-    return ClipReader(store, modality or model_cfg.modality, tuple(model_cfg.input_size), flow_scale=run.flow_scale)
+    return ClipReader(store, modality or model_cfg.modality, tuple(model_cfg.input_size), flow_scale=run.flow_scale,
+                      frame_stride=_frame_stride(run, store))
 
 
 def clip_probabilities(run: Any, clips: WindowClips, batch_size: int, progress: Any = None) -> np.ndarray:
@@ -166,7 +196,7 @@ def _aggregate(run: Any, entry: VideoEntry, starts: np.ndarray, probs: np.ndarra
 def classify_entry(run: Any, reader: ClipReader, entry: VideoEntry, options: PredictOptions) -> ClipPrediction:
     """Classify one stored clip with test-time aggregation over its windows."""
     reader.check(entry)
-    length = reader.clip_size[0]
+    length = reader.span
     starts = _clip_starts(entry, length, options)
     probs = window_probabilities(run, reader, entry.id, starts, options.batch_size)
     return _aggregate(run, entry, starts, probs, length, options)
@@ -270,7 +300,7 @@ def stream_windows(run: Any, item: SourceItem, starts_for: Callable[[Chunk], np.
     Each chunk's store is deleted before the next is prepared, so the temporary disk stays about one chunk.
     """
     starts, probs, seconds, entry = [], [], 0.0, None
-    chunks = stream_chunks(item.path, item.id, run.prep, work_dir, run.classes.classes, overlap=_window(run) - 1,
+    chunks = stream_chunks(item.path, item.id, run.prep, work_dir, run.classes.classes, overlap=window_span(run) - 1,
                            chunk_frames=chunk_frames)
     with contextlib.closing(chunks):  # an error leaves no chunk behind
         for chunk in chunks:
@@ -306,7 +336,7 @@ def predict_store(run: Any, store: Store, options: PredictOptions, split: str | 
     if not entries:
         raise ValueError(f"{store.root}: no videos{f' in split {split!r}' if split else ''}")
     reader = run_reader(store, run)
-    length = reader.clip_size[0]
+    length = reader.span
     problems, accepted, windows = [], [], []
     for entry in entries:
         try:
@@ -336,7 +366,7 @@ class _NeedsFrameCount(Exception):
 def _predict_long(run: Any, item: SourceItem, options: PredictOptions, work_dir: Path, chunk_frames: int,
                   progress: bool) -> ClipPrediction:
     """Classify a clip longer than a chunk: count its frames (one decoding pass), then stream it chunk by chunk."""
-    length = _window(run)
+    length = window_span(run)
     try:
         frames = count_frames(item.path)
     except VideoError as exc:
@@ -377,7 +407,7 @@ def predict_items(run: Any, items: Sequence[SourceItem], options: PredictOptions
                 try:
                     # closed on leaving, so that its chunks are gone before the clip is streamed again
                     with contextlib.closing(stream_chunks(item.path, item.id, run.prep, root / "stream",
-                                                          run.classes.classes, overlap=_window(run) - 1,
+                                                          run.classes.classes, overlap=window_span(run) - 1,
                                                           chunk_frames=chunk_frames)) as chunks:
                         for chunk in chunks:
                             if not chunk.last:
