@@ -52,6 +52,8 @@ def test_export_equals_the_imported_xmls_frame_for_frame(synth, tmp_path, capsys
     assert "imported 6 strokes of ann on 3 videos (3 added to the project)" in capsys.readouterr().out
     assert main(["annotations", "export", str(project_dir), "--out", str(out)]) == 0
     assert "exported 6 strokes of ann on 3 videos" in capsys.readouterr().out
+    assert main(["annotations", "agreement", str(project_dir)]) == 2
+    assert "agreement needs two annotators or more; the project has ann" in capsys.readouterr().err
     original = _xmls(synth)
     assert _xmls(out) == original and sum(map(len, original.values())) == 6
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{v}.xml" for v in original] + ["export.json"])

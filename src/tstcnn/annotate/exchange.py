@@ -159,8 +159,7 @@ def _check_stroke(plan: _Planned, classes: Sequence[str], what: str, begin: int,
     if label is None:
         problems.append(f"{where} has no class (move attribute)")
     elif label not in classes:
-        problems.append(f"{where} names the unknown class {label!r} (the project's classes: tstcnn annotate's page "
-                        "lists them)")
+        problems.append(f"{where} names the unknown class {label!r}, not one of the project's {len(classes)}")
     elif not 0 <= begin < end:
         problems.append(f"{where} has begin={begin}, end={end}: need 0 <= begin < end (end exclusive)")
     elif end > plan.frames:
