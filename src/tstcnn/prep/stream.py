@@ -2,10 +2,11 @@
 
 ``predict`` and ``detect`` on raw videos never build a store of a whole video: frames and flow are decoded and
 computed once, in order, exactly as ``prepare`` does (:func:`~tstcnn.prep.prepare.prepare_video`), and written
-into chunk stores of ``chunk_frames`` frames plus an ``overlap`` (the ``T - 1`` frames that a network window
-starting in the chunk reaches past it). A chunk is handed over once the stream is ``lookahead`` frames past its
-end, then deleted, so the temporary disk holds about ``chunk_frames + overlap + lookahead`` frames (two chunks
-at most at a time, while one waits for its lookahead and the next fills), whatever the video's length.
+into chunk stores of ``chunk_frames`` frames plus an ``overlap`` (the ``S - 1`` frames that a network window
+starting in the chunk reaches past it, ``S`` its span: ``T`` frames, or ``(T - 1)·k + 1`` at frame stride
+``k``). A chunk is handed over once the stream is ``lookahead`` frames past its end, then deleted, so the
+temporary disk holds about ``chunk_frames + overlap + lookahead`` frames (two chunks at most at a time, while
+one waits for its lookahead and the next fills), whatever the video's length.
 
 Window starts from ``first`` (the chunk's first frame) up to ``end`` belong to a chunk; in the last chunk, every
 start from ``first`` on, and in the first one, the negative starts of a video shorter than a window. A window is
@@ -140,7 +141,7 @@ def stream_chunks(path: str | Path, video_id: str, prep: PrepConfig, work_dir: s
     """Prepare ``path`` with ``prep`` into consecutive chunk stores under ``work_dir``, yielding each in turn.
 
     Args:
-        overlap: frames each chunk holds past its ``chunk_frames`` (``T - 1`` for windows of ``T`` frames).
+        overlap: frames each chunk holds past its ``chunk_frames`` (``S - 1`` for windows spanning ``S`` frames).
         lookahead: frames the stream runs past a chunk before it is handed over, for the ROI smoothing and the
             gaps without motion; default the smoothing radius plus a quarter of a chunk, never below the radius.
 
