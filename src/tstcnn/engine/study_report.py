@@ -109,12 +109,18 @@ def _verdict(supporting: Sequence[Summary], contradicting: Sequence[Summary]) ->
     return "reproduced" if all(s.above(0) for s in supporting) else "inconclusive"
 
 
+def _number(value: float, scale: float, digits: int, sign: str = "") -> str:
+    """``scale × value`` rounded, with no "-0.0" for a difference that rounds to nothing."""
+    return f"{round(scale * value, digits) + 0.0:{sign}.{digits}f}"
+
+
 def _points(summary: Summary, unit: str = "pp", scale: float = 100.0) -> str:
     if summary.mean is None:
         return "–"
+    mean = f"{_number(summary.mean, scale, 1, '+')} {unit}"
     if summary.low is None:
-        return f"{scale * summary.mean:+.1f} {unit} (1 seed)"
-    return f"{scale * summary.mean:+.1f} {unit} [{scale * summary.low:+.1f}, {scale * summary.high:+.1f}]"
+        return f"{mean} (1 seed)"
+    return f"{mean} [{_number(summary.low, scale, 1, '+')}, {_number(summary.high, scale, 1, '+')}]"
 
 
 def claims(records: Sequence[Mapping[str, Any]]) -> list[Claim]:
@@ -206,10 +212,10 @@ def _seed_aligned(records: Sequence[Mapping[str, Any]], other: str) -> tuple[lis
 def _cell(summary: Summary, scale: float = 100.0, digits: int = 1) -> str:
     if summary.mean is None:
         return "–"
-    text = f"{scale * summary.mean:.{digits}f}"
+    text = _number(summary.mean, scale, digits)
     if summary.low is not None:
-        text += (f" ± {scale * summary.sd:.{digits}f} [{scale * summary.low:.{digits}f}, "
-                 f"{scale * summary.high:.{digits}f}]")
+        text += (f" ± {_number(summary.sd, scale, digits)} [{_number(summary.low, scale, digits)}, "
+                 f"{_number(summary.high, scale, digits)}]")
     return text
 
 

@@ -120,15 +120,18 @@ def plot_validation_bands(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]
     """Figure 6 over seeds: per model (``runs``: name → one metrics-row list per seed) the mean validation
     accuracy per epoch and a ± 1 standard-deviation band."""
     figure, axis = plt.subplots(figsize=(8, 4.5))
+    colours: dict[str, str] = {}  # one colour per input (RGB, Flow, Twin…): with and without attention side by side
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for name, seeds in runs.items():
         epochs, means, sds = mean_curve(seeds)
         if not epochs.size:
             continue
-        (line,) = axis.plot(epochs, means, label=literal_text(f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})"),
-                            linestyle="-" if "with attention" in name else "--")
+        colour = colours.setdefault(name.split(" with")[0], palette[len(colours) % len(palette)])
+        label = literal_text(f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+        axis.plot(epochs, means, color=colour, label=label, linestyle="-" if "with attention" in name else "--")
         if len(seeds) > 1:
-            axis.fill_between(epochs, np.clip(means - sds, 0, 1), np.clip(means + sds, 0, 1), color=line.get_color(),
-                              alpha=0.15, linewidth=0)
+            axis.fill_between(epochs, np.clip(means - sds, 0, 1), np.clip(means + sds, 0, 1), color=colour,
+                              alpha=0.12, linewidth=0)
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
