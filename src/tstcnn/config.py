@@ -241,6 +241,9 @@ class TrainConfig:
                                             "gradients at once, for less memory; not with clip_grad_norm, fp16 or "
                                             "several processes")
     seed: int = setting(0, "seed of initialisation, shuffling and augmentation", ge=0)
+    init_from: str = setting("", "start a new run from the weights of a trained run folder (its best checkpoint) or a "
+                                 "checkpoint file, to fine-tune; the classifier starts afresh when the classes "
+                                 "differ", metavar="RUN_DIR|CHECKPOINT")
 
 
 @dataclass(frozen=True)

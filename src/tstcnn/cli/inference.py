@@ -41,7 +41,8 @@ from tstcnn.prep.store import Store
 from tstcnn.runtime.checkpoint import load_run
 from tstcnn.taxonomy import load_taxonomy
 
-__all__ = ["COMMANDS", "PREDICT", "DETECT", "SCORE_CLASSIFICATION", "SCORE_DETECTION", "VISUALIZE", "EXPORT"]
+__all__ = ["COMMANDS", "PREDICT", "DETECT", "SCORE_CLASSIFICATION", "SCORE_DETECTION", "VISUALIZE", "EXPORT",
+           "add_detect_options", "detect_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,12 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=None, help="a prepared store to read the videos from instead of VIDEOs")
     parser.add_argument("--split", default=None, help="only this split of --store")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_detect_options(parser)
+
+
+def add_detect_options(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that detect strokes (``detect``, ``analyze``): running the network, the sliding
+    window, smoothing and segmentation; :func:`detect_options` reads them."""
     _inference_options(parser)
     parser.add_argument("--stride", type=integer(ge=1), default=None, metavar="FRAMES",
                         help="source frames between windows (default: a quarter of the window's span; 1 is slowest "
@@ -173,12 +180,17 @@ def _detect_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fill gaps shorter than this between segments (default: 0)")
 
 
+def detect_options(args: argparse.Namespace) -> DetectOptions:
+    """The :class:`DetectOptions` of :func:`add_detect_options`' flags."""
+    return DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
+                         args.min_length, args.max_gap)
+
+
 def _detect(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     run = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.compile,
                          args.frame_stride)
-    options = DetectOptions(args.stride, args.batch_size, args.smoothing, args.smooth_width, args.threshold,
-                            args.min_length, args.max_gap)
+    options = detect_options(args)
     if args.store:
         detections, summary = detect_store(run, Store(args.store), args.out, options, args.split, progress=progress)
     else:

@@ -50,7 +50,7 @@ from tstcnn.io.locks import folder_lock
 from tstcnn.models import build_model_from_config
 from tstcnn.prep.store import Store
 from tstcnn.progress import progress as progress_bar
-from tstcnn.runtime.checkpoint import load_checkpoint, save_checkpoint
+from tstcnn.runtime.checkpoint import check_compatible, checkpoint_path, load_checkpoint, save_checkpoint
 from tstcnn.runtime.performance import (
     PRECISIONS,
     apply_performance_options,
@@ -63,7 +63,7 @@ from tstcnn.taxonomy import Taxonomy
 from tstcnn.viz.figures import plot_curves
 
 __all__ = ["TrainData", "EpochResult", "build_optimizer", "fit", "train", "train_data_from_store", "read_metrics",
-           "PRECISIONS", "run_epoch"]
+           "PRECISIONS", "run_epoch", "init_from_checkpoint"]
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -274,6 +274,45 @@ def _prepare_model(cfg: Config, ctx: DistributedContext) -> tuple[nn.Module, nn.
     return model, plain
 
 
+def _classifier_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the model's classifier (the layer whose shape follows the classes)."""
+    classifier = model.get_classifier()
+    prefix = next(name for name, module in model.named_modules() if module is classifier)
+    return {f"{prefix}.{key}" for key in classifier.state_dict()}
+
+
+def init_from_checkpoint(model: nn.Module, source: str | Path, cfg: Config, classes: list[str],
+                         prep: dict[str, Any] | None = None) -> bool:
+    """Start ``model`` from the weights of a trained run (its ``best`` checkpoint) or a checkpoint file.
+
+    The architecture must be the same, classes aside. With the same classes, in the same order, every weight is
+    loaded strictly; otherwise the classifier keeps its fresh initialisation (one log line says so) and the rest is
+    loaded strictly. Returns whether the classifier was rebuilt. For fine-tuning on corrected or other data.
+    """
+    path = checkpoint_path(source, "best")
+    checkpoint = load_checkpoint(path)
+    saved_arch = dict(checkpoint["config"].get("model", {}), num_classes=len(classes))
+    check_compatible({"config": {"model": saved_arch}}, path, model_config=cfg.model)
+    state = checkpoint["model"]
+    saved_classes = list(checkpoint["classes"])
+    rebuilt = saved_classes != list(classes)
+    if rebuilt:
+        head = _classifier_keys(model)
+        state = {k: v for k, v in state.items() if k not in head}
+        state.update({k: v for k, v in model.state_dict().items() if k in head})
+        logger.info("init from %s: its %d classes differ from the data's %d, so the classifier starts afresh",
+                    path, len(saved_classes), len(classes))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the model ({' '.join(str(exc).split())[:200]})") from None
+    saved_prep = checkpoint.get("prep")
+    if prep and isinstance(saved_prep, dict) and saved_prep != prep:
+        logger.warning("init from %s: its store was prepared with other settings (%s) than this one (%s)", path,
+                       saved_prep, prep)
+    return rebuilt
+
+
 def _check_train_config(cfg: Config) -> None:
     train = cfg.train
     resolve_precision(train.precision, "cpu")  # raises on an unknown precision, before any work
@@ -332,6 +371,8 @@ def _fit(cfg: Config, data: TrainData, out_dir: Path, ctx: DistributedContext, *
     last_path, best_path = out_dir / "checkpoints" / "last.pt", out_dir / "checkpoints" / "best.pt"
     _seed_everything(train_cfg.seed)
     model, plain = _prepare_model(cfg, ctx)
+    if train_cfg.init_from and not resume:  # a resumed run continues from its own weights
+        init_from_checkpoint(plain, train_cfg.init_from, cfg, list(data.classes.classes), data.prep)
     optimizer = build_optimizer(plain, train_cfg, ctx.device)
     if train_cfg.step_in_backward:
         if ctx.enabled:
