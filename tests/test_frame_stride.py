@@ -208,8 +208,8 @@ def test_a_run_records_its_resolved_stride_and_evaluation_uses_it(strided_run, m
             strides.append(self.frame_stride)
 
     monkeypatch.setattr(evaluate_module, "StrokeClips", Spy)
-    evaluate_module.evaluate(run_dir, ["validation"], store=store, progress=False)
-    assert strides == [2]
+    results = evaluate_module.evaluate(run_dir, ["validation"], store=store, progress=False)
+    assert strides == [2] and results["frame_stride"] == 2
 
 
 # Inference: windows, centres and every frame written in source frames.

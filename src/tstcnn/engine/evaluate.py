@@ -233,5 +233,5 @@ def evaluate(run_dir: str | Path, splits: Sequence[str] = SPLITS, *, store: Any 
         raise ValueError(f"{run_dir}: none of the splits {', '.join(splits)} has clips to evaluate")
     model = cfg.model
     extra = {"model": f"{model.modality}/{model.block}×{model.num_blocks}", "checkpoint": which, "epoch": run.epoch,
-             "checkpoint_path": str(run.path)}
+             "checkpoint_path": str(run.path), "frame_stride": cfg.data.frame_stride}
     return write_results(run_dir, reports, extra)
