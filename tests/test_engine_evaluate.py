@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tstcnn.engine.evaluate import evaluate, predict, write_results
+from tstcnn.engine.evaluate import evaluate, predict, read_predictions, write_results
 from tstcnn.engine.trainer import fit
 from tstcnn.runtime.checkpoint import load_run
 from tstcnn.runtime.metrics import classification_report
@@ -50,6 +50,13 @@ def test_results_json_has_accuracies_per_split_and_confusions(run):
     assert np.array(table[1:], dtype=object)[:, 1:].astype(int).tolist() == results["confusion_matrix"]
     summary = (run / "summary.md").read_text()
     assert "| test | 12 |" in summary and "Per class (test)" in summary
+    # One prediction per clip, in order, agreeing with the confusion matrix (no video ids: not a store's clips).
+    predictions = read_predictions(run / "predictions_test.csv")
+    assert [int(r["index"]) for r in predictions] == list(range(12)) and predictions[0]["video_id"] == ""
+    assert [r["true_class"] for r in predictions] == [CLASSES.classes[k] for k in datasets["test"].labels.tolist()]
+    hits = sum(r["true_class"] == r["predicted_class"] for r in predictions)
+    assert hits == np.trace(results["confusion_matrix"])
+    assert all(1 / len(CLASSES.classes) <= float(r["probability"]) <= 1 for r in predictions)
 
 
 def test_evaluating_one_split_keeps_the_others(tmp_path):
