@@ -1,12 +1,13 @@
-"""The paper's comparison (Tables II and III, Figure 6): every model trained the same way on one store.
+"""The paper's comparison (Tables II and III, Figure 6): every model trained the same way on one store, per seed.
 
 The grid: RGB, Flow and Twin, each without and with attention blocks, and the I3D baseline trained on
 RGB and on flow separately, whose softmax scores are averaged for "I3D RGB + Flow" (late fusion, no
-training of its own). Each model is one run folder under the study folder (``rgb-none``,
-``twin-attention``, ``i3d-rgb``…), trained with :func:`tstcnn.engine.trainer.train` and scored with
-:func:`tstcnn.engine.evaluate.evaluate`. The study writes ``study.md`` and ``study.csv`` (train /
-validation / test accuracy, best epoch, epochs to reach 90 % of the best validation accuracy,
-parameters, training time) and ``fig6_validation_accuracy.png``. Re-running the same command
+training of its own). Each model × seed is one run folder ``OUT/<model>/seed-<s>`` (``rgb-none``,
+``twin-attention``, ``i3d-rgb``…) trained with ``train.seed = s`` by :func:`tstcnn.engine.trainer.train` and
+scored by :func:`tstcnn.engine.evaluate.evaluate`; runs go seed-major, so a partial study is a complete
+single-seed one first. After every run the study rewrites ``study.md``, ``study.csv``, ``study_runs.csv`` and
+``study_stats.json`` (:mod:`tstcnn.engine.study_report`: means and intervals over seeds, attention against
+none, convergence, the paper's claims) and ``fig6_validation_accuracy.png``. Re-running the same command
 continues: finished runs are kept, interrupted ones resume from their last checkpoint.
 """
 
