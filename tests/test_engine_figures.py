@@ -2,8 +2,16 @@
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 
-from tstcnn.viz.figures import literal_text, plot_confusion, plot_curves, plot_validation_overlay
+from tstcnn.viz.figures import (
+    literal_text,
+    mean_curve,
+    plot_confusion,
+    plot_curves,
+    plot_validation_bands,
+    plot_validation_overlay,
+)
 
 
 def test_curves_with_rate_changes_and_missing_validation(tmp_path):
@@ -28,3 +36,15 @@ def test_class_names_are_drawn_literally_not_as_math(tmp_path):
     path = plot_confusion(np.eye(3, dtype=int), names, tmp_path / "confusion.png", title="a $title")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert literal_text("a $b$") == "a \\$b\\$"
+
+
+def test_fig6_over_seeds_averages_each_epoch_over_the_runs_that_have_it(tmp_path):
+    seeds = [[{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.6}],
+             [{"epoch": 1, "val_accuracy": 0.4}, {"epoch": 2, "val_accuracy": None}, {"epoch": 3, "val_accuracy": 0.9}]]
+    epochs, means, sds = mean_curve(seeds)
+    assert epochs.tolist() == [1, 2, 3]
+    assert means.tolist() == pytest.approx([0.3, 0.6, 0.9]) and sds[0] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert sds[1:].tolist() == [0.0, 0.0]  # one run: no spread to draw
+    path = plot_validation_bands({"Twin with attention": seeds, "Twin without attention": seeds[:1]},
+                                 tmp_path / "fig6.png")
+    assert mpimg.imread(path).shape[0] > 200
