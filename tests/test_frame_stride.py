@@ -1,6 +1,7 @@
 """Frame stride: clips of T frames taking every k-th source frame, in training, evaluation and inference."""
 
 import importlib
+import json
 import logging
 
 import numpy as np
@@ -270,3 +271,15 @@ def test_streamed_detection_with_a_stride_matches_the_whole_video_store(tmp_path
     assert chunked[0].starts.tolist() == whole[0].starts.tolist() == [*range(0, 29, 4)]
     # Stated tolerance (as tests/test_streaming.py): per-chunk flow quantisation moves a probability by < 0.01.
     np.testing.assert_allclose(chunked[0].window_probs, whole[0].window_probs, atol=0.01)
+
+
+def test_detect_command_overrides_the_runs_stride(strided_run, tmp_path, one_thread, capsys):
+    store, run_dir = strided_run
+    out = tmp_path / "out"
+    argv = ["detect", str(run_dir), "--store", str(store.root), "--split", "validation", "--out", str(out),
+            "--precision", "fp32", "--device", "cpu", "-q"]
+    assert main([*argv, "--frame-stride", "1"]) in (0, 1)
+    summary = json.loads((out / "detection.json").read_text())
+    assert (summary["frame_stride"], summary["window"], summary["options"]["stride"]) == (1, 8, 2)
+    assert main([*argv, "--frame-stride", "0"]) == 2
+    assert "--frame-stride: must be >= 1" in capsys.readouterr().err
