@@ -107,7 +107,7 @@ STUDY_NAMES = tuple(entry.name for entry in (*STUDY_MODELS, FUSION))
 
 
 def _study_arguments(parser: argparse.ArgumentParser) -> None:
-    _run_options(parser, "study folder, one run folder per model")
+    _run_options(parser, "study folder, one run folder per model and seed")
     parser.add_argument("--models", nargs="+", choices=STUDY_NAMES, metavar="NAME",
                         help=f"subset of the grid (default: all): {', '.join(STUDY_NAMES)}")
     parser.add_argument("--seeds", nargs="+", type=integer(ge=0), metavar="S",
@@ -132,9 +132,10 @@ STUDY = Command(
     "by late fusion) with the same settings; write DIR/study.md and study.csv (train/validation/test accuracy, "
     "epochs to 90% of the best validation accuracy) and DIR/fig6_validation_accuracy.png. Each model of the grid "
     "sets model.modality and model.block; every other setting starts from --config and follows the flags below. "
-    "With --seeds each model is trained once per seed into DIR/<model>/seed-<S>/ and the tables give the mean, "
-    "standard deviation and 95% interval over seeds, attention against none (paired differences, McNemar) and "
-    "the paper's claims answered. Re-running continues an interrupted study.",
+    "Each model is trained once per seed (--seeds; default the config's train.seed) into DIR/<model>/seed-<S>/, "
+    "and the tables give the mean, standard deviation and 95% interval over seeds, attention against none (paired "
+    "differences, McNemar), convergence and the paper's claims answered. Re-running continues an interrupted "
+    "study.",
     _study_arguments, _study, usage="%(prog)s --store STORE --out DIR [--config NAME|FILE] [--models NAME ...] "
                                     "[--seeds S ...] [settings]")
 
@@ -164,6 +165,7 @@ COMPARE = Command(
     "written by tstcnn evaluate): the difference A - B with its 95% percentile bootstrap interval over clips, and "
     "McNemar's exact p-value on the clips one run gets right and the other wrong. Runs scored on other stores, "
     "classes or clips are refused.",
-    _compare_arguments, _compare, usage="%(prog)s RUN_A RUN_B [--split SPLIT] [--out FILE]")
+    _compare_arguments, _compare, usage="%(prog)s RUN_A RUN_B [--split SPLIT] [--resamples N] [--seed S] "
+                                        "[--out FILE]")
 
 COMMANDS = (TRAIN, EVALUATE, STUDY, COMPARE)
