@@ -64,6 +64,7 @@ def test_study_over_seeds_interrupted_resumed_and_compared(store, tmp_path, monk
     partial = _csv(out / "study_runs.csv")
     assert [(r["model"], r["seed"]) for r in partial] == [("rgb-none", "0"), ("rgb-attention", "0")]
     assert "| RGB with attention | 1 |" in (out / "study.md").read_text()
+    assert "seeds 0, 1 (2 of 4 runs finished)" in (out / "study.md").read_text()
     interrupted = (out / "rgb-none" / "seed-1" / "metrics.jsonl").read_text().splitlines()
     assert len(interrupted) == 1
     finished = {p: p.stat().st_mtime for p in out.glob("*/seed-0/checkpoints/last.pt")}

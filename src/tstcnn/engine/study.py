@@ -273,7 +273,8 @@ def write_study(out_dir: Path, records: Sequence[dict[str, Any]], entries: Seque
     summaries = model_summaries(records, [(e.name, e.label) for e in entries])
     comparisons, found = attention_comparisons(records, out_dir), claims(records)
     body = report_markdown(summaries, comparisons, found)
-    atomic_write_text(out_dir / "study.md", _study_markdown(body, cfg, store, seeds, records))
+    planned = len(seeds) * len(entries)
+    atomic_write_text(out_dir / "study.md", _study_markdown(body, cfg, store, seeds, len(records), planned))
     atomic_write_text(out_dir / "study.csv", summary_csv(summaries))
     atomic_write_text(out_dir / "study_runs.csv", runs_csv(records))
     atomic_write_text(out_dir / "study_stats.json", stats_json(summaries, comparisons, found))
@@ -288,12 +289,12 @@ def study_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(accuracy_table(model_summaries(records, names))) + "\n"
 
 
-def _study_markdown(body: str, cfg: Config, store: Any, seeds: Sequence[int], records: Sequence[Any]) -> str:
+def _study_markdown(body: str, cfg: Config, store: Any, seeds: Sequence[int], finished: int, planned: int) -> str:
     t, h, w = cfg.model.input_size
     return (f"# Study: Tables II/III of the paper on {Path(store.root).name}\n\n"
             f"Clips {t}×{h}×{w}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, scheduler "
             f"{cfg.train.scheduler}, lr {cfg.train.lr}; seeds {', '.join(map(str, seeds))} "
-            f"({len(records)} run(s) finished so far). Accuracies are of each run's best-validation checkpoint on "
+            f"({finished} of {planned} runs finished). Accuracies are of each run's best-validation checkpoint on "
             "centred clips; train accuracy without augmentation. Each run is `<model>/seed-<s>/`; "
             "`study_runs.csv` has one row per run.\n\n" + body +
             "\nFigure 6 (validation accuracy per epoch, mean over seeds with a ± 1 sd band): "
