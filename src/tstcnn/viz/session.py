@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from tstcnn.io.atomic import atomic_write_text
 from tstcnn.viz.figures import save_figure
@@ -27,7 +28,7 @@ table { border-collapse: collapse; font-size: .88em; margin: .5em 0; }
 td, th { border: 1px solid #ddd; padding: .2em .5em; vertical-align: top; }
 th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; border: 1px solid #eee; } .low { color: #a33; } .note { color: #555; font-size: .9em; }
-ul.problems li { color: #a33; }
+ul.problems li { color: #a33; } .counts { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 """
 
 
@@ -38,6 +39,7 @@ def _bars(axis: Any, counts: Mapping[str, int], title: str) -> None:
     axis.invert_yaxis()
     axis.set_title(title, fontsize=10)
     axis.set_xlabel("strokes")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     for i, name in enumerate(names):
         axis.text(counts[name], i, f" {counts[name]}", va="center", fontsize=7)
 
@@ -131,7 +133,7 @@ def write_session_page(path: str | Path, stats: Mapping[str, Any], videos: Seque
     parts.append("<h2>Session</h2>" + _summary_table(stats))
     if figure:
         parts.append(f"<p><img src=\"{_link(figure)}\" alt=\"session statistics\"></p>")
-    parts.append("<div style=\"display:flex;gap:2em;flex-wrap:wrap\">" + _counts_table("class", total["by_class"])
+    parts.append("<div class=counts>" + _counts_table("class", total["by_class"])
                  + _counts_table("type", total["by_type"]) + _counts_table("hand", total["by_hand"]) + "</div>")
     for video in videos:
         name = html.escape(video["id"])
