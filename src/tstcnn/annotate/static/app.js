@@ -266,7 +266,11 @@ function selectedStroke() {
 }
 
 async function saved(stroke, text) {
-  if (stroke) state.selected = stroke.id;
+  if (stroke) {  // known at once, so a key pressed before the reload below acts on it
+    state.strokes = state.strokes.filter((s) => s.id !== stroke.id).concat([stroke]);
+    state.byId.set(stroke.id, stroke);
+    state.selected = stroke.id;
+  }
   await loadStrokes();
   say(text);
 }
@@ -430,6 +434,7 @@ function movePicker(step) {
 
 function pick(label) {
   $("picker").close();
+  $("picker-filter").blur();  // keys go to the page again, not to the closed dialog's field
   attempt(() => relabel(label));
 }
 
@@ -453,6 +458,8 @@ function drawStatus() {
   $("pending").textContent = state.pendingBegin !== null ? `· begun at ${state.pendingBegin} (E ends)` : "";
   document.body.dataset.frame = state.frame;
   document.body.dataset.selected = state.selected ?? "";
+  const place = `#video=${state.video?.id ?? ""}&frame=${state.frame}`;
+  if (state.video && $("media").paused && location.hash !== place) history.replaceState(null, "", place);  // a reload comes back here
 }
 
 function sizeCanvas(canvas) {
@@ -660,7 +667,7 @@ const KEYS = {
 };
 
 function onKey(event) {
-  if (event.target === $("picker-filter")) {
+  if (event.target === $("picker-filter") && $("picker").open) {
     if (event.key === "ArrowDown") { movePicker(1); event.preventDefault(); }
     else if (event.key === "ArrowUp") { movePicker(-1); event.preventDefault(); }
     else if (event.key === "Enter") {
@@ -729,6 +736,7 @@ function init() {
   $("label").addEventListener("change", (e) => { e.target.blur(); attempt(() => relabel(e.target.value)); });
   $("show-disagreements").addEventListener("change", () => attempt(async () => { await loadDisagreements(); renderList(); draw(); }));
   $("picker-filter").addEventListener("input", fillPicker);
+  $("picker").addEventListener("close", () => $("picker-filter").blur());
   $("help-button").addEventListener("click", () => $("help").showModal());
   $("timeline").addEventListener("click", onTimelineClick);
   $("overview").addEventListener("click", onOverviewClick);
@@ -738,9 +746,6 @@ function init() {
   media.addEventListener("error", () => say("the browser cannot play this video", true));
   document.addEventListener("keydown", onKey);
   window.addEventListener("resize", draw);
-  window.addEventListener("beforeunload", () => {
-    if (state.video) history.replaceState(null, "", `#video=${state.video.id}&frame=${state.frame}`);
-  });
   attempt(loadProject).then(() => setTimeout(poll, 2000));
 }
 
