@@ -1,11 +1,10 @@
 """Model-assisted annotation: a trained run's detections as proposals of the annotator ``model``, and their review.
 
 :func:`propose` runs :func:`tstcnn.infer.detect.detect_videos` over the project's videos and records each
-detected stroke as a proposal with its confidence (the mean probability of its class over its frames, the score
-:func:`~tstcnn.infer.segments.frames_to_segments` picks the class by) and its top-3 stroke classes by that
-score. Annotators then accept, correct or reject each proposal on the page
-(:meth:`~tstcnn.annotate.database.Project.review`); :func:`review_summary` counts the decisions and the share of
-proposals accepted unchanged.
+detected stroke as a proposal with detect's :class:`~tstcnn.infer.detect.StrokeScore`: its confidence (the mean
+probability of its class over its frames) and its top-3 stroke classes by that mean. Annotators then accept,
+correct or reject each proposal on the page (:meth:`~tstcnn.annotate.database.Project.review`);
+:func:`review_summary` counts the decisions and the share of proposals accepted unchanged.
 """
 
 from __future__ import annotations
@@ -14,41 +13,32 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tstcnn.annotate.database import MODEL_ANNOTATOR, Project, Stroke, Video, check_annotator
 
-__all__ = ["stroke_scores", "proposals_from_detection", "propose", "review_summary"]
+if TYPE_CHECKING:  # the server imports this module for review_summary, without torch
+    from tstcnn.infer.detect import DetectOptions, VideoDetection
+
+__all__ = ["proposals_from_detection", "propose", "review_summary"]
 
 logger = logging.getLogger(__name__)
 
 
-def stroke_scores(frame_probs: np.ndarray, begin: int, end: int, classes: Sequence[str], negative_index: int | None
-                  ) -> tuple[float, tuple[tuple[str, float], ...]]:
-    """Confidence and top-3 classes of frames ``begin..end-1``: mean per-frame probability of each stroke class."""
-    mean = np.asarray(frame_probs[begin:end], dtype=np.float64).mean(0)
-    order = [int(i) for i in np.argsort(-mean, kind="stable") if i != negative_index][:3]
-    top3 = tuple((classes[i], round(float(mean[i]), 4)) for i in order)
-    return top3[0][1], top3
-
-
-def proposals_from_detection(video: Video, detection: Any, classes: Sequence[str], negative_index: int | None,
-                             annotator: str = MODEL_ANNOTATOR) -> list[dict[str, Any]]:
-    """Rows for :meth:`Project.add_strokes` from one video's detection (its actions, smoothed frame probabilities)."""
+def proposals_from_detection(video: Video, detection: VideoDetection, annotator: str = MODEL_ANNOTATOR
+                             ) -> list[dict[str, Any]]:
+    """Rows for :meth:`Project.add_strokes` from one video's detection: its actions with their scores."""
     if detection.frames != video.frames:
         raise ValueError(f"{video.name}: detection saw {detection.frames} frames, the project has {video.frames}")
-    rows = []
-    for action in detection.actions:
-        confidence, top3 = stroke_scores(detection.frame_probs, action.begin, action.end, classes, negative_index)
-        rows.append({"video_id": video.id, "annotator": annotator, "begin": int(action.begin),
-                     "end": int(action.end), "label": action.move, "confidence": min(1.0, max(0.0, confidence)),
-                     "top3": top3, "status": "proposed"})
-    return rows
+    if len(detection.scores) != len(detection.actions):
+        raise ValueError(f"{video.name}: the detection has no score for each stroke")
+    return [{"video_id": video.id, "annotator": annotator, "begin": int(action.begin), "end": int(action.end),
+             "label": action.move, "confidence": min(1.0, max(0.0, float(score.confidence))),
+             "top3": score.top3, "status": "proposed"}
+            for action, score in zip(detection.actions, detection.scores)]
 
 
-def propose(project: Project, run: Any, options: Any, videos: Sequence[Video] | None = None, *,
+def propose(project: Project, run: Any, options: DetectOptions, videos: Sequence[Video] | None = None, *,
             work_dir: str | Path | None = None, annotator: str = MODEL_ANNOTATOR, progress: bool = False
             ) -> tuple[int, list[str]]:
     """Detect strokes with ``run`` (a loaded predictor) in ``videos`` (default: those without proposals yet) and
@@ -78,8 +68,7 @@ def propose(project: Project, run: Any, options: Any, videos: Sequence[Video] | 
                 problems.append(f"{detection.video_id}: not a video of the project")
                 continue
             try:
-                rows = proposals_from_detection(video, detection, run.classes.classes, run.classes.negative_index,
-                                                annotator)
+                rows = proposals_from_detection(video, detection, annotator)
                 added += len(project.add_strokes(rows))
             except ValueError as exc:
                 problems.append(str(exc))

@@ -1,0 +1,62 @@
+"""Model-assisted annotation: ``tstcnn annotate --model RUN_DIR`` records a run's detections as proposals with
+their confidence and top-3 classes, once per video; reviews count towards the share accepted unchanged."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tstcnn.annotate.assist import review_summary
+from tstcnn.annotate.database import Project
+from tstcnn.cli import main
+from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
+from tstcnn.infer.detect import DetectOptions, detect_videos
+from tstcnn.infer.predict import load_predictor
+from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import save_checkpoint
+
+from annotate_helpers import write_video
+
+CLASSES = ["Serve Forehand Loop", "Offensive Backhand Hit", "Defensive Forehand Push", "Negative"]
+
+
+def make_run(root: Path) -> Path:
+    """An untrained run folder as training writes it (tiny RGB network)."""
+    cfg = Config(model=ModelConfig(modality="rgb", input_size=(8, 16, 16), channels=(4, 4, 4), num_features=8,
+                                   num_classes=len(CLASSES)),
+                 prep=PrepConfig(width=32, flow="dis", roi_smoothing=1.0))
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg.model)
+    data = config_to_dict(cfg)
+    save_checkpoint(root / "checkpoints" / "best.pt", config=data, classes=CLASSES, flow_scale=2.0,
+                    prep=data["prep"], epoch=1, model=model.state_dict())
+    (root / "config.yaml").write_text(yaml.safe_dump(data))
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    (root / "store.json").write_text(json.dumps({"store": "none", "flow_scale": 2.0, "prep": data["prep"]}))
+    return root
+
+
+@pytest.mark.slow
+def test_model_proposals_carry_confidence_and_top3(tmp_path: Path, one_thread, capsys) -> None:
+    run = make_run(tmp_path / "run")
+    video = write_video(tmp_path / "long.mp4", frames=40, fps=25.0, size=(64, 48))
+    root = tmp_path / "project"
+    options = ["--model", str(run), "--device", "cpu", "--no-serve", "-q"]
+    assert main(["annotate", str(root), str(video), *options]) == 0
+    out = capsys.readouterr().out
+    with Project.open(root) as project:
+        proposals = project.strokes(annotator="model")
+        assert f"{len(proposals)} proposals of the model" in out and proposals
+        (expected,), _ = detect_videos(load_predictor(run, device="cpu"), [video], tmp_path / "det", DetectOptions())
+        assert [(p.begin, p.end, p.label) for p in proposals] == [tuple(a) for a in expected.actions]
+        for proposal, score in zip(proposals, expected.scores):
+            assert proposal.status == "proposed" and proposal.confidence == pytest.approx(score.confidence)
+            assert proposal.top3 == score.top3 and proposal.top3[0][0] == proposal.label
+            assert len(proposal.top3) == 3 and {c for c, _ in proposal.top3} <= set(CLASSES[:3])
+        assert main(["annotate", str(root), *options]) == 0  # proposals are made once per video
+        assert len(project.strokes(annotator="model")) == len(proposals)
+        project.review(proposals[0].id, "ann", "accepted")
+        summary = review_summary(project)
+        assert summary["overall"]["accepted_unchanged"] == 1.0 and summary["reviewers"]["ann"]["reviewed"] == 1
