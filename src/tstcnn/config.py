@@ -195,6 +195,9 @@ class DataConfig:
                                                  "stroke", gt=0)
     negatives_per_class: float = setting(1.0, "cap on mined negatives, as a multiple of the mean stroke-class count",
                                          ge=0)
+    context_windows: int = setting(0, "detection training: per annotated long video, this many extra clips of real "
+                                      "context centred on random frames, labelled by their centre frame (a stroke's "
+                                      "class, or Negative); 0 is off", ge=0)
     num_workers: int = setting(2, "data-loader worker processes", ge=0)
     split_by: SplitMode = setting(
         "layout", "splits as the dataset layout gives them, or re-split by video")

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from tstcnn.config import DataConfig
 from tstcnn.data import functional as F
-from tstcnn.data.negatives import cap_negatives, mine_negatives, negative_cap
+from tstcnn.data.negatives import cap_negatives, context_windows, mine_negatives, negative_cap
 from tstcnn.data.reader import ClipReader
 from tstcnn.data.sampling import (
     Segment,
@@ -86,6 +86,9 @@ def collect_segments(entries: list[VideoEntry], classes: Taxonomy, data: DataCon
         cap = negative_cap(counts, data.negatives_per_class)
         mined = mine_negatives(((e.id, e.actions, e.frames) for e in entries), NEGATIVE, clip_length)
         segments += cap_negatives(mined, cap, seed)
+    if classes.negative_index is not None and data.context_windows > 0:
+        segments += context_windows(((e.id, e.actions, e.frames) for e in entries), NEGATIVE, data.context_windows,
+                                    clip_length, seed)
     return segments
 
 

@@ -10,6 +10,7 @@ the stroke classes present, chosen at random with a seed so the choice is stable
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from tstcnn.data.sampling import Segment
 from tstcnn.io.mediaeval import Action
 
-__all__ = ["stroke_gaps", "mine_negatives", "negative_cap", "cap_negatives"]
+__all__ = ["stroke_gaps", "mine_negatives", "negative_cap", "cap_negatives", "context_windows"]
 
 
 def stroke_gaps(actions: Iterable[Action], frames: int, min_length: int) -> list[tuple[int, int]]:
@@ -53,3 +54,26 @@ def cap_negatives(negatives: Sequence[Segment], cap: int, seed: int) -> list[Seg
         return list(negatives)
     keep = np.sort(np.random.default_rng(seed).choice(len(negatives), size=max(cap, 0), replace=False))
     return [negatives[i] for i in keep]
+
+
+def context_windows(videos: Iterable[tuple[str, Sequence[Action], int]], label: str, count: int, span: int,
+                    seed: int) -> list[Segment]:
+    """``count`` segments of exactly ``span`` frames per annotated video ``(video_id, actions, frames)``, centred on
+    frames drawn uniformly (seeded per video), each labelled by its centre frame: the class of the stroke holding
+    it, else ``label`` (Negative).
+
+    Detection slides a window over the video and lets it speak for its centre frame, whatever its edges show;
+    strokes and mined negatives alone never show the network a window half on a stroke, so it learns no boundary.
+    A segment of one span is read as exactly that window, with its real context.
+    """
+    windows = []
+    for video_id, actions, frames in videos:
+        if not actions or frames < span or count <= 0:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(video_id.encode())])
+        centres = np.sort(rng.integers(span // 2, frames - span + span // 2 + 1, size=count))
+        for centre in centres.tolist():
+            move = next((a.move for a in actions if a.begin <= centre < a.end and a.move), label)
+            begin = centre - span // 2
+            windows.append(Segment(video_id, begin, begin + span, move))
+    return windows
