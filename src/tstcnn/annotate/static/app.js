@@ -82,10 +82,12 @@ function reviewedBy(name) {
   return done;
 }
 
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+  "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
+  "#636363", "#969696"];
+
 function classColour(label) {
-  let hash = 0;
-  for (const c of label) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${hash % 360} 65% 48%)`;
+  return PALETTE[Math.max(0, state.classes.indexOf(label)) % PALETTE.length];  // by class order: stable, distinct
 }
 
 // ---------------------------------------------------------------------------------------------- loading
@@ -147,11 +149,9 @@ async function loadStrokes() {
   state.strokes = data.strokes;
   state.byId = new Map(data.strokes.map((s) => [s.id, s]));
   if (state.selected !== null && !state.byId.has(state.selected)) state.selected = null;
-  const names = new Set(data.strokes.map((s) => s.annotator));
-  const project = await api("GET", "/api/project");
-  for (const name of project.annotators) names.add(name);
-  state.annotators = [...names].sort();
-  if (names.has(state.model) && !state.othersTouched) state.others.add(state.model);
+  state.annotators = [...new Set(data.strokes.map((s) => s.annotator))].sort();
+  state.listKey = null;
+  if (state.annotators.includes(state.model) && !state.othersTouched) state.others.add(state.model);
   renderOthers();
   await Promise.all([loadDisagreements(), loadReview()]);
   renderList();
@@ -268,6 +268,7 @@ function selectedStroke() {
 async function saved(stroke, text) {
   if (stroke) {  // known at once, so a key pressed before the reload below acts on it
     state.strokes = state.strokes.filter((s) => s.id !== stroke.id).concat([stroke]);
+    state.listKey = null;
     state.byId.set(stroke.id, stroke);
     state.selected = stroke.id;
   }
@@ -604,6 +605,17 @@ function renderOthers() {
 
 function renderList() {
   const body = $("strokes").tBodies[0];
+  const key = `${state.revision}|${me()}|${[...state.others].sort().join(",")}|${state.strokes.length}|${state.disagreements.length}`;
+  if (key === state.listKey) {  // same rows: only the selection moves (a long list is not rebuilt on every jump)
+    body.querySelector("tr.selected")?.classList.remove("selected");
+    const row = body.querySelector(`tr[data-id="${state.selected}"]`);
+    if (row) {
+      row.classList.add("selected");
+      row.scrollIntoView({ block: "nearest" });
+    }
+    return;
+  }
+  state.listKey = key;
   const rows = visibleStrokes().map((s) => {
     const row = document.createElement("tr");
     row.dataset.id = s.id;
