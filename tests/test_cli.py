@@ -179,7 +179,7 @@ def test_device_defaults_to_auto_in_every_command_that_takes_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     commands = _commands()
     takes = sorted(n for n, p in commands.items() if "--device" in _options(p))
-    assert takes == ["demo", "detect", "evaluate", "predict", "study", "train", "visualize"]
+    assert takes == ["annotate", "demo", "detect", "evaluate", "predict", "study", "train", "visualize"]
     for name in takes:
         action = _options(commands[name])["--device"]
         assert action.default == "auto" and action.type("auto") == "cuda" and action.type("CUDA:1") == "cuda:1"
