@@ -60,3 +60,23 @@ def test_model_proposals_carry_confidence_and_top3(tmp_path: Path, one_thread, c
         project.review(proposals[0].id, "ann", "accepted")
         summary = review_summary(project)
         assert summary["overall"]["accepted_unchanged"] == 1.0 and summary["reviewers"]["ann"]["reviewed"] == 1
+
+
+def test_import_analysis_gives_proposals_to_review(tmp_path: Path, capsys) -> None:
+    video = write_video(tmp_path / "session.mp4", frames=30, fps=25.0)
+    folder = tmp_path / "analysis" / "videos" / "session"
+    folder.mkdir(parents=True)
+    rows = [{"index": i + 1, "begin_frame": b, "end_frame": e, "begin_s": b / 25, "end_s": e / 25,
+             "duration_s": (e - b) / 25, "class": CLASSES[i], "type": "", "hand": "", "confidence": c,
+             "top3": [[CLASSES[i], c], [CLASSES[2], 1 - c]]}
+            for i, (b, e, c) in enumerate(((2, 9, 0.7), (15, 24, 0.4)))]
+    (folder / "strokes.json").write_text(json.dumps({"video": video.name, "source": str(video), "fps": 25.0,
+                                                     "frames": 30, "columns": list(rows[0]), "strokes": rows}))
+    root = tmp_path / "project"
+    assert main(["annotate", str(root), str(video), "--import-analysis", str(tmp_path / "analysis"), "--no-serve"]) == 0
+    assert "imported 2 proposals of model" in capsys.readouterr().out
+    with Project.open(root) as project:
+        proposals = project.strokes(annotator="model")
+        assert [(p.begin, p.end, p.label, p.status, p.confidence) for p in proposals] == \
+            [(2, 9, CLASSES[0], "proposed", 0.7), (15, 24, CLASSES[1], "proposed", 0.4)]
+        assert review_summary(project)["proposals"] == 2
