@@ -1,6 +1,13 @@
 """The annotation server's API: validation, path traversal, cross-site writes, the access token; proxies."""
 
+import contextlib
 import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -187,3 +194,48 @@ def test_cli_adds_videos_and_reports_bad_ones(tmp_path: Path, capsys: pytest.Cap
     message = capsys.readouterr().err.strip()
     assert message.startswith("tstcnn annotate: error:") and "not a readable annotation database" in message
     assert len(message.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_server_killed_during_saves_loses_nothing_saved(tmp_path: Path) -> None:
+    """``tstcnn annotate`` in its own process, saving strokes posted one after the other, killed with SIGKILL while
+    a save is in flight: every save it acknowledged is in the database, which is whole."""
+    import httpx
+
+    root = tmp_path / "project"
+    with Project.create(root) as project:
+        video = project.add_video(write_video(tmp_path / "clip.mp4"))
+    child = subprocess.Popen([sys.executable, "-m", "tstcnn.cli", "annotate", str(root), "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("annotation page: http://localhost:"), line
+        url = line.split()[2]
+        client = httpx.Client(base_url=url, timeout=20)
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+        headers = {CSRF_HEADER: token, "Origin": url.rstrip("/")}
+        saved = []
+        for i in range(40):
+            body = {"annotator": "ann", "begin": i % 20, "end": i % 20 + 5, "label": A}
+            response = client.post(f"/api/videos/{video.id}/strokes", json=body, headers=headers)
+            assert response.status_code == 201
+            saved.append(response.json()["id"])
+        in_flight = threading.Thread(target=lambda: _post_quietly(client, video.id, headers), daemon=True)
+        in_flight.start()
+        child.send_signal(signal.SIGKILL)
+        child.wait(20)
+        in_flight.join(20)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    with Project.open(root) as project:
+        ids = [s.id for s in project.strokes()]
+    assert set(saved) <= set(ids) and len(ids) in (40, 41)
+    assert sqlite3.connect(root / DATABASE).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _post_quietly(client: object, video_id: int, headers: dict) -> None:
+    with contextlib.suppress(Exception):  # the server dies under it
+        client.post(f"/api/videos/{video_id}/strokes", json={"annotator": "ann", "begin": 0, "end": 3, "label": B},
+                    headers=headers)

@@ -344,6 +344,8 @@ class Project:
             with self._write() as db:
                 cursor = db.execute("INSERT INTO videos (name, frames, fps, width, height) VALUES (?, ?, ?, ?, ?)",
                                     (name, frames, fps, info.width, info.height))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"{name}: another process added a video of this name meanwhile; run again") from None
         except BaseException:
             if not same_file:
                 target.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -169,6 +170,11 @@ def create_app(project: Project, *, access_token: str | None = None, loopback: b
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return _refuse(400, str(exc))
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def busy(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        logger.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+        return _refuse(503, f"the project database is busy or unwritable ({exc}); try again")
 
     @app.exception_handler(KeyError)
     async def missing(request: Request, exc: KeyError) -> JSONResponse:
