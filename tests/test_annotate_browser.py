@@ -52,7 +52,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, synth: Path) -> Iterator[tu
     root = tmp_path_factory.mktemp("annotate") / "project"
     project = Project.create(root, CLASSES)
     project.add_video(write_video(root.parent / "grey.mp4", GREY_FRAMES, fps=120.0, size=(64, 48)))
-    project.add_video(synth / "test" / "test_0000.mp4")
+    for video in sorted(synth.rglob("*.mp4")):  # the synthetic set's three videos
+        project.add_video(video)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(project), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -91,6 +92,7 @@ def wait_until(condition: Callable[[], object], page: object = None, timeout: fl
 
 
 def open_page(browser: object, url: str, annotator: str, video: str | None = None) -> object:
+    """A new tab on the page, ``annotator`` typed in, on ``video`` when given."""
     page = browser.new_page()
     page.set_default_timeout(10000)
     errors: list[str] = []
@@ -101,11 +103,17 @@ def open_page(browser: object, url: str, annotator: str, video: str | None = Non
     page.fill("#annotator", annotator)
     page.keyboard.press("Enter")
     if video is not None:
-        page.select_option("#video", label=next(o for o in page.eval_on_selector_all(
-            "#video option", "os => os.map(o => o.label)") if o.startswith(video)))
-        page.wait_for_function(f"document.querySelector('#video').value && "
-                               f"document.querySelector('#message').textContent.includes({video!r})")
+        choose_video(page, video)
     return page
+
+
+def choose_video(page: object, name: str) -> None:
+    labels = page.eval_on_selector_all("#video option", "options => options.map(o => o.label)")
+    label = next(label for label in labels if label.startswith(name))
+    if page.eval_on_selector("#video", "select => select.selectedOptions[0].label") == label:
+        return
+    page.select_option("#video", label=label)
+    page.wait_for_function(f"() => document.querySelector('#message').textContent.includes({name!r})")
 
 
 def go_to(page: object, frame: int) -> None:
@@ -177,29 +185,38 @@ def test_keyboard_stroke_at_exact_frames_relabel_reload_undo(served, browser) ->
     wait_until(lambda: project.strokes(grey.id, "alice")[0].begin == 6)
     page.keyboard.press("z")
     wait_until(lambda: project.strokes(grey.id, "alice")[0].label == CLASSES[0])
+    page.keyboard.press("n")  # select it again, delete it, bring it back
+    page.wait_for_function(f"() => document.body.dataset.selected === '{stroke.id}'")
+    page.keyboard.press("Delete")
+    wait_until(lambda: not project.strokes(grey.id, "alice"), page)
+    page.keyboard.press("z")
+    wait_until(lambda: project.strokes(grey.id, "alice") == [stroke], page)
     assert page.errors == []
     page.close()
 
 
 def test_typed_ground_truth_exports_equal_and_prepare_reads_them(served, browser, synth, tmp_path, capsys) -> None:
+    """The synthetic set's ground truth typed in with the keyboard, video by video; the export equals it."""
     project, url = served
-    truth = read_actions(synth / "test" / "test_0000.xml")
-    video = project.video("test_0000.mp4")
-    assert len(truth) == 2 and video.frames > max(a.end for a in truth)
-    page = open_page(browser, url, "typist", "test_0000.mp4")
-    for count, action in enumerate(truth, 1):
-        page.keyboard.press("Escape")  # nothing selected: the class picked is the next stroke's
-        pick_class(page, action.move)
-        go_to(page, action.begin)
-        page.keyboard.press("b")
-        go_to(page, action.end - 1)  # the stroke's last frame
-        page.keyboard.press("e")
-        page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('saved')")
-        wait_until(lambda n=count: len(project.strokes(video.id, "typist")) == n, page)
+    truth = {xml.stem: read_actions(xml) for xml in sorted(synth.rglob("*.xml"))}
+    assert len(truth) == 3 and all(len(actions) == 2 for actions in truth.values())
+    page = open_page(browser, url, "typist")
+    for stem, actions in truth.items():
+        video = project.video(f"{stem}.mp4")
+        choose_video(page, video.name)
+        for count, action in enumerate(actions, 1):
+            page.keyboard.press("Escape")  # nothing selected: the class picked is the next stroke's
+            pick_class(page, action.move)
+            go_to(page, action.begin)
+            page.keyboard.press("b")
+            go_to(page, action.end - 1)  # the stroke's last frame
+            page.keyboard.press("e")
+            page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('saved')")
+            wait_until(lambda n=count, v=video.id: len(project.strokes(v, "typist")) == n, page)
     assert page.errors == []
     page.close()
     export(project, tmp_path / "xml", annotator="typist")
-    assert read_actions(tmp_path / "xml" / "test_0000.xml") == truth
+    assert {xml.stem: read_actions(xml) for xml in sorted((tmp_path / "xml").glob("*.xml"))} == truth
     export(project, tmp_path / "clips", annotator="typist", layout="mediaeval-classification")
     (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     code = main(["prepare", "--source", str(tmp_path / "clips"), "--layout", "mediaeval-classification", "--out",
@@ -207,7 +224,7 @@ def test_typed_ground_truth_exports_equal_and_prepare_reads_them(served, browser
                  "--classes", str(tmp_path / "classes.txt")])
     assert code == 0, capsys.readouterr().err
     stored = sorted((e.label, e.frames) for e in Store(tmp_path / "store").videos())
-    assert stored == sorted((a.move, a.end - a.begin) for a in truth)
+    assert stored == sorted((a.move, a.end - a.begin) for actions in truth.values() for a in actions)
 
 
 def test_second_annotator_and_disagreements(served, browser) -> None:
