@@ -154,6 +154,16 @@ def test_keyboard_stroke_at_exact_frames_relabel_reload_undo(served, browser) ->
     for frame in (0, 7, 17, GREY_FRAMES - 1):  # the frame shown is the frame counted: frame i has grey level 8 i
         go_to(page, frame)
         assert abs(shown_grey_level(page) - 8 * frame) < 4, frame
+    go_to(page, 0)
+    page.keyboard.press("[")  # 0.5x: 60 frames a second
+    page.keyboard.press(" ")
+    page.wait_for_function("() => Number(document.body.dataset.frame) >= 6")
+    page.keyboard.press(" ")  # a pause lands on the frame counted, not between frames
+    page.wait_for_function("() => document.getElementById('media').paused")
+    level = shown_grey_level(page)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # drawn
+    paused = int(page.get_attribute("body", "data-frame"))
+    assert 6 <= paused < GREY_FRAMES and abs(level - 8 * paused) < 4  # the frame last counted, shown
     go_to(page, 5)
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")

@@ -217,6 +217,7 @@ function frameOfTime(t) {
 
 function onFrame(_now, meta) {
   const media = $("media");
+  if (media.paused) return;  // a frame painted after the pause: the seek that ended playing owns the frame number
   state.frame = frameOfTime(meta ? meta.mediaTime : media.currentTime);
   follow();
   draw();
@@ -235,7 +236,8 @@ function togglePlay() {
     media.play().then(watch).catch((error) => say(error.message, true));
   } else {
     media.pause();
-    seek(frameOfTime(media.currentTime));  // land on the middle of the frame shown
+    // land on the middle of the frame last painted (counted by requestVideoFrameCallback), not between two frames
+    seek(media.requestVideoFrameCallback ? state.frame : frameOfTime(media.currentTime));
   }
 }
 
