@@ -21,7 +21,7 @@ from tstcnn.io.mediaeval import read_actions
 from tstcnn.prep.store import Store
 from tstcnn.synth import generate_dataset
 
-from annotate_helpers import write_video
+from annotate_helpers import write_avi, write_video
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -52,6 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, synth: Path) -> Iterator[tu
     root = tmp_path_factory.mktemp("annotate") / "project"
     project = Project.create(root, CLASSES)
     project.add_video(write_video(root.parent / "grey.mp4", GREY_FRAMES, fps=120.0, size=(64, 48)))
+    project.add_video(write_avi(root.parent / "old.avi", 20, fps=25, size=(64, 48)))  # played through a proxy
     for video in sorted(synth.rglob("*.mp4")):  # the synthetic set's three videos
         project.add_video(video)
     sock = bind("127.0.0.1", 0)
@@ -201,6 +202,19 @@ def test_keyboard_stroke_at_exact_frames_relabel_reload_undo(served, browser) ->
     wait_until(lambda: not project.strokes(grey.id, "alice"), page)
     page.keyboard.press("z")
     wait_until(lambda: project.strokes(grey.id, "alice") == [stroke], page)
+    assert page.errors == []
+    page.close()
+
+
+def test_a_proxy_shows_the_originals_frames(served, browser) -> None:
+    """An AVI the browser cannot play: the page plays its proxy, and frame i shown is the original's frame i."""
+    project, url = served
+    page = open_page(browser, url, "alice", "old.avi")
+    assert "proxy" in page.inner_text("#message")
+    assert page.inner_text("#frames") == str(project.video("old.avi").frames - 1) == "19"
+    for frame in (0, 3, 11, 19):
+        go_to(page, frame)
+        assert abs(shown_grey_level(page) - 8 * frame) < 5, frame
     assert page.errors == []
     page.close()
 

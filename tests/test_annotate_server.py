@@ -9,10 +9,8 @@ import subprocess
 import sys
 import threading
 import warnings
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -27,7 +25,7 @@ from tstcnn.cli import main
 from tstcnn.io.video import iter_frames
 from tstcnn.taxonomy import TTSTROKE21_CLASSES
 
-from annotate_helpers import write_video
+from annotate_helpers import write_avi, write_video
 
 A, B = TTSTROKE21_CLASSES[0], TTSTROKE21_CLASSES[8]
 
@@ -149,21 +147,8 @@ def test_review_counts_proposals_accepted_unchanged(client: TestClient, project:
     assert summary["overall"]["accepted_unchanged"] == pytest.approx(0.5)
 
 
-def _write_avi(path: Path, frames: int, fps: int = 25) -> None:
-    """MPEG-4 part 2 in AVI (browsers play neither), frame i filled with grey level 8 i."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 8, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def test_proxy_keeps_every_frame_in_place(project: Project, tmp_path: Path) -> None:
-    _write_avi(tmp_path / "old.avi", 27)
+    write_avi(tmp_path / "old.avi", 27)
     video = project.add_video(tmp_path / "old.avi")
     assert browser_problem(project.video_path(video), video.fps) is not None
     media = playable(project, video)
