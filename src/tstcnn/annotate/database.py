@@ -350,7 +350,7 @@ class Project:
             if not same_file:
                 target.unlink(missing_ok=True)
             raise
-        logger.info("added %s (%d frames at %.3f fps, %dx%d)", name, frames, fps, info.width, info.height)
+        logger.debug("added %s (%d frames at %.3f fps, %dx%d)", name, frames, fps, info.width, info.height)
         return Video(int(cursor.lastrowid), name, frames, fps, info.width, info.height)
 
     def videos(self) -> list[Video]:
