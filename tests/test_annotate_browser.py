@@ -279,10 +279,10 @@ def test_second_annotator_and_disagreements(served, browser) -> None:
     page.close()
 
 
-def test_model_proposals_accepted_and_corrected(served, browser) -> None:
+def test_model_proposals_accepted_corrected_rejected(served, browser) -> None:
     project, url = served
     video = project.video("test_0000.mp4")
-    truth = [(4, 12, CLASSES[0], 0.9), (30, 38, CLASSES[1], 0.35)]
+    truth = [(4, 12, CLASSES[0], 0.9), (30, 38, CLASSES[1], 0.35), (14, 20, CLASSES[1], 0.6)]
     proposals = project.add_strokes([
         {"video_id": video.id, "annotator": "model", "begin": b, "end": e, "label": label, "confidence": c,
          "top3": [[label, c], [CLASSES[1 - CLASSES.index(label)], round(1 - c, 2)]], "status": "proposed"}
@@ -296,12 +296,18 @@ def test_model_proposals_accepted_and_corrected(served, browser) -> None:
     page.keyboard.press("e")  # its last frame is 39, not 37: a correction
     page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('corrected')")
     page.keyboard.press("r")
+    page.wait_for_function(f"() => document.body.dataset.selected === '{proposals[2].id}'")
+    page.keyboard.press("x")
+    page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('rejected')")
+    page.keyboard.press("r")
     page.wait_for_function(f"() => document.body.dataset.selected === '{proposals[0].id}'")
     page.keyboard.press("a")
-    wait_until(lambda: len(project.strokes(video.id, "carol")) == 2)
-    reviewed = {s.origin: s for s in project.strokes(video.id, "carol")}
+    wait_until(lambda: len(project.strokes(video.id, "carol", include_rejected=True)) == 3, page)
+    reviewed = {s.origin: s for s in project.strokes(video.id, "carol", include_rejected=True)}
     assert (reviewed[proposals[0].id].status, reviewed[proposals[0].id].end) == ("accepted", 12)
     assert (reviewed[proposals[1].id].status, reviewed[proposals[1].id].end) == ("corrected", 40)
-    page.wait_for_function("() => document.querySelector('#accepted-share').textContent.startsWith('50%')")
+    assert reviewed[proposals[2].id].status == "rejected"
+    assert [s.status for s in project.strokes(video.id, "carol")] == ["accepted", "corrected"]  # what exports see
+    page.wait_for_function("() => document.querySelector('#accepted-share').textContent.startsWith('33%')")
     assert page.errors == []
     page.close()
