@@ -7,7 +7,10 @@ before each, as the detection layout's videos, its ground truth in ``session.xml
 ``--pad`` seconds) and prints the seconds of each part, the strokes found, the clips written (each decoded and
 counted) and the frame IoU / stroke F1 at IoU 0.5 against the ground truth.
 
-    python benchmarks/bench_analyze.py RUN_DIR [--minutes 10] [--fps 20] [--size 256x144] [--work /tmp/bench-analyze]
+    python benchmarks/bench_analyze.py RUN_DIR [--minutes 10] [--fps 20] [--size 256x144] [--stride 4]
+                                       [--work /tmp/bench-analyze]
+
+On a machine shared with other jobs run it with ``OMP_WAIT_POLICY=PASSIVE`` (docs/analyze.md, Speed).
 
 Prints one line per part, then one JSON line with every figure.
 """
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pad", type=float, default=1.0)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--stride", type=int, default=None, help="frames between windows (default: T/4)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-analyze"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,8 @@ def main() -> None:
     run = load_predictor(args.run_dir, precision="auto")
     out = args.work / "analysis"
     began = time.perf_counter()
-    result = analyze_videos(run, [video], out, DetectOptions(threshold=args.threshold), AnalyzeOptions(pad=args.pad))
+    detect = DetectOptions(stride=args.stride, threshold=args.threshold)
+    result = analyze_videos(run, [video], out, detect, AnalyzeOptions(pad=args.pad))
     total = time.perf_counter() - began
     (analysed,) = result.videos
     clips = sorted((out / "videos" / analysed.detection.video_id / "clips").glob("*.mp4"))

@@ -39,7 +39,7 @@ def _bars(axis: Any, counts: Mapping[str, int], title: str) -> None:
     axis.invert_yaxis()
     axis.set_title(title, fontsize=10)
     axis.set_xlabel("strokes")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
     for i, name in enumerate(names):
         axis.text(counts[name], i, f" {counts[name]}", va="center", fontsize=7)
 
