@@ -60,7 +60,6 @@ def test_clips_are_padded_labelled_and_overlapping_ones_written_side_by_side(tmp
     assert clip[6][-2:, 20:40, 1].mean() > clip[0][-2:, 20:40, 1].mean() + 60  # frame 13: inside, green border
 
 
-@pytest.mark.slow
 def test_analyze_cli_writes_a_clip_per_stroke_and_skips_a_broken_video(tmp_path, capsys, one_thread):
     run = make_run(tmp_path / "run", logit_scale=1.0)
     videos = tmp_path / "videos"
