@@ -19,7 +19,8 @@ from tstcnn.io.mediaeval import AnnotationError
 from tstcnn.io.video import VideoError
 
 WORKFLOW = ("synth", "prepare", "train", "evaluate", "study", "compare", "predict", "detect", "score-classification",
-            "score-detection", "visualize", "export", "annotate", "annotations", "report", "demo", "models", "bench")
+            "score-detection", "visualize", "export", "analyze", "annotate", "annotations", "report", "demo", "models",
+            "bench")
 RUN_OPTIONS = {"train": {"--store", "--out", "--resume", "--config", "--device"},
                "study": {"--store", "--out", "--models", "--seeds", "--config", "--device"}}
 PREPARE_OPTIONS = {"--source", "--layout", "--out", "--config", "--classes", "--test-labels", "--workers",
@@ -110,6 +111,8 @@ def _other_value(spec, current):
         value = (0.5, 0.25, 0.25)
     elif spec.type is int:
         value = current + 1 if spec.bounds.le is None or current < spec.bounds.le else current - 1
+    elif spec.type is str:
+        value = current + "x"
     else:
         value = current / 2 if current else 0.5
     text = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
@@ -179,7 +182,7 @@ def test_device_defaults_to_auto_in_every_command_that_takes_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     commands = _commands()
     takes = sorted(n for n, p in commands.items() if "--device" in _options(p))
-    assert takes == ["annotate", "demo", "detect", "evaluate", "predict", "study", "train", "visualize"]
+    assert takes == ["analyze", "annotate", "demo", "detect", "evaluate", "predict", "study", "train", "visualize"]
     for name in takes:
         action = _options(commands[name])["--device"]
         assert action.default == "auto" and action.type("auto") == "cuda" and action.type("CUDA:1") == "cuda:1"
