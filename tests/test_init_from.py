@@ -21,8 +21,12 @@ OTHER = Taxonomy(("Serve Backhand Loop", "Offensive Forehand Flip", "Negative"))
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny trained run (4 classes, rgb)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return fit(tiny_config(epochs=1), tiny_data(), tmp_path_factory.mktemp("init") / "run", progress=False)
+    try:
+        return fit(tiny_config(epochs=1), tiny_data(), tmp_path_factory.mktemp("init") / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)  # a module fixture outlives one_thread: later test files get their threads
 
 
 def _weights(model):
