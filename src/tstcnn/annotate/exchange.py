@@ -20,16 +20,15 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tstcnn.annotate.agreement import ConsensusStroke, by_annotator, consensus
 from tstcnn.annotate.database import MODEL_ANNOTATOR, Project, Video, check_annotator
-from tstcnn.io.atomic import atomic_write_text
+from tstcnn.io.atomic import atomic_folder, atomic_write_text
 from tstcnn.io.ids import check_id
 from tstcnn.io.layouts import VIDEO_EXTENSIONS
 from tstcnn.io.mediaeval import Action, AnnotationError, read_actions, write_actions
@@ -367,24 +366,6 @@ def _check_out(out: Path) -> None:
                              "empty folder")
 
 
-def _swap_in(out: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a folder beside ``out``, then put it in ``out``'s place (an earlier export is removed after the swap)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        fill(staging)
-        if out.exists():
-            old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _source_strokes(project: Project, annotator: str | None, use_consensus: bool,
                     annotators: Sequence[str] | None, min_iou: float) -> tuple[str, list[Any], list[str]]:
     """The strokes to export, whose they are, and the annotators a consensus was drawn from."""
@@ -539,6 +520,6 @@ def export(project: Project, out: str | Path, annotator: str | None = None, cons
                               json.dumps(consensus_json(project, strokes, names, min_iou), indent=1) + "\n")
         atomic_write_text(folder / EXPORT_MARKER, json.dumps(manifest, indent=1) + "\n")
 
-    _swap_in(out, fill)
+    atomic_folder(out, fill)
     logger.info("exported %d strokes of %s on %d videos to %s (%s)", len(strokes), source, len(grouped), out, layout)
     return ExportSummary(out, layout, source, len(grouped), len(strokes), ties)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "file_mode"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_folder", "file_mode"]
 
 
 def file_mode() -> int:
@@ -52,3 +54,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_folder(folder: str | Path, fill: Callable[[Path], None]) -> None:
+    """Build a folder beside ``folder`` with ``fill(path)``, then swap it in (a previous ``folder`` is removed after
+    the swap), so a reader sees the old folder or the whole new one, never half of it."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
+    staging.mkdir()  # a plain mkdir, so the folder gets the usual permissions
+    try:
+        fill(staging)
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

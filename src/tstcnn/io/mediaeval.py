@@ -17,9 +17,6 @@ cannot fill the memory of the scorer.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +25,7 @@ from xml.etree.ElementTree import Element, ParseError, SubElement, indent, tostr
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from tstcnn.io.atomic import atomic_write_bytes
+from tstcnn.io.atomic import atomic_folder, atomic_write_bytes
 
 __all__ = ["Action", "AnnotationError", "MAX_ACTIONS_PER_VIDEO", "read_actions", "write_actions", "read_submission",
            "write_submission", "write_organisers_run"]
@@ -149,20 +146,7 @@ def _replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
         if stray:
             raise AnnotationError(f"{folder}: exists and holds more than a run's XML files ({stray[0].name}); give a "
                                   "new or empty folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
-    staging.mkdir()  # a plain mkdir, so the run folder gets the usual permissions
-    try:
-        fill(staging)
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
-            os.replace(folder, old)
-            os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    atomic_folder(folder, fill)
 
 
 def write_organisers_run(folder: str | Path, *, labels: Mapping[str, str] | None = None,

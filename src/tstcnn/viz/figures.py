@@ -91,6 +91,11 @@ def plot_validation_overlay(runs: Mapping[str, Sequence[Mapping[str, Any]]], pat
         epochs, values = _series(rows, "val_accuracy")
         if epochs:
             axis.plot(epochs, values, label=literal_text(name), linestyle="-" if "with attention" in name else "--")
+    return _save_accuracy_figure(figure, axis, title, path)
+
+
+def _save_accuracy_figure(figure: Any, axis: Any, title: str, path: str | Path) -> Path:
+    """Label a validation-accuracy-per-epoch axis the one way Figure 6 is drawn, and save its figure."""
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("validation accuracy")
@@ -132,11 +137,4 @@ def plot_validation_bands(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]
         if len(seeds) > 1:
             axis.fill_between(epochs, np.clip(means - sds, 0, 1), np.clip(means + sds, 0, 1), color=colour,
                               alpha=0.12, linewidth=0)
-    axis.set_xlabel("epoch")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_ylabel("validation accuracy")
-    axis.set_ylim(0, 1)
-    axis.grid(alpha=0.3)
-    axis.set_title(title)
-    axis.legend(fontsize=8)
-    return save_figure(figure, path)
+    return _save_accuracy_figure(figure, axis, title, path)
