@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
 import torch
+import yaml
 from torch.utils.data import Dataset
 
-from tstcnn.config import PRESETS, Config, override
+from tstcnn.config import PRESETS, Config, ModelConfig, PrepConfig, config_to_dict, override
 from tstcnn.engine.trainer import TrainData
+from tstcnn.models import build_model_from_config
+from tstcnn.runtime.checkpoint import save_checkpoint
 from tstcnn.taxonomy import Taxonomy
 
 TINY_SIZE = (8, 16, 16)
@@ -61,3 +68,24 @@ def tiny_data(modality: str = "rgb", n_train: int = 16, n_val: int = 8, jitter: 
     return TrainData(train=SignalClips(n_train, modality, seed=1, jitter=jitter),
                      validation=SignalClips(n_val, modality, seed=2), classes=CLASSES, flow_scale=2.0,
                      prep={"width": 160, "flow": "dis", "roi_smoothing": 2.0, "flow_scale_sigmas": 3.0})
+
+
+def write_untrained_run(root: Path, classes: Sequence[str], modality: str = "twin", logit_scale: float = 1e-3,
+                        input_size: tuple[int, int, int] = (8, 16, 16)) -> Path:
+    """A run folder as training writes it, with a tiny untrained network; the classifier is scaled by
+    ``logit_scale`` (small: logits are O(1), like a trained model's)."""
+    cfg = Config(model=ModelConfig(modality=modality, input_size=input_size, channels=(4, 4, 4), num_features=8,
+                                   num_classes=len(classes)),
+                 prep=PrepConfig(width=32, flow="dis", roi_smoothing=1.0))
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg.model)
+    with torch.no_grad():
+        for parameter in model.classifier.parameters():
+            parameter.mul_(logit_scale)
+    data = config_to_dict(cfg)
+    save_checkpoint(root / "checkpoints" / "best.pt", config=data, classes=list(classes), flow_scale=2.0,
+                    prep=data["prep"], epoch=1, model=model.state_dict())
+    (root / "config.yaml").write_text(yaml.safe_dump(data))
+    (root / "classes.json").write_text(json.dumps(list(classes)))
+    (root / "store.json").write_text(json.dumps({"store": "none", "flow_scale": 2.0, "prep": data["prep"]}))
+    return root

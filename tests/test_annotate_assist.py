@@ -5,37 +5,22 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-import yaml
 
 from tstcnn.annotate.assist import review_summary
 from tstcnn.annotate.database import Project
 from tstcnn.cli import main
-from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.infer.detect import DetectOptions, detect_videos
 from tstcnn.infer.predict import load_predictor
-from tstcnn.models import build_model_from_config
-from tstcnn.runtime.checkpoint import save_checkpoint
 
 from annotate_helpers import write_video
+from engine_helpers import write_untrained_run
 
 CLASSES = ["Serve Forehand Loop", "Offensive Backhand Hit", "Defensive Forehand Push", "Negative"]
 
 
 def make_run(root: Path) -> Path:
     """An untrained run folder as training writes it (tiny RGB network)."""
-    cfg = Config(model=ModelConfig(modality="rgb", input_size=(8, 16, 16), channels=(4, 4, 4), num_features=8,
-                                   num_classes=len(CLASSES)),
-                 prep=PrepConfig(width=32, flow="dis", roi_smoothing=1.0))
-    torch.manual_seed(0)
-    model = build_model_from_config(cfg.model)
-    data = config_to_dict(cfg)
-    save_checkpoint(root / "checkpoints" / "best.pt", config=data, classes=CLASSES, flow_scale=2.0,
-                    prep=data["prep"], epoch=1, model=model.state_dict())
-    (root / "config.yaml").write_text(yaml.safe_dump(data))
-    (root / "classes.json").write_text(json.dumps(CLASSES))
-    (root / "store.json").write_text(json.dumps({"store": "none", "flow_scale": 2.0, "prep": data["prep"]}))
-    return root
+    return write_untrained_run(root, CLASSES, "rgb", logit_scale=1.0)
 
 
 @pytest.mark.slow

@@ -10,10 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from tstcnn.cli import main
-from tstcnn.config import Config, ModelConfig, PrepConfig, config_to_dict
 from tstcnn.data import WindowClips
 from tstcnn.infer import detect as detect_module
 from tstcnn.infer.detect import DetectOptions, detect_videos
@@ -31,10 +29,10 @@ from tstcnn.infer.scoring import score_detection
 from tstcnn.infer.windows import window_starts
 from tstcnn.io.mediaeval import Action, read_actions, read_submission, write_actions, write_submission
 from tstcnn.io.video import VideoWriter
-from tstcnn.models import build_model_from_config
-from tstcnn.runtime.checkpoint import save_checkpoint
 from tstcnn.runtime.performance import FrozenCompiled, _check_cpp_compiler, bf16_is_fast
 from tstcnn.viz.report import build_report
+
+from engine_helpers import write_untrained_run
 
 CLASSES = ["Serve Forehand Loop", "Offensive Backhand Hit", "Negative"]
 INPUT = (8, 16, 16)
@@ -42,21 +40,7 @@ INPUT = (8, 16, 16)
 
 def make_run(root, modality="twin", logit_scale=1e-3):
     """A run folder as training writes it; the classifier is shrunk so logits are O(1), like a trained model's."""
-    cfg = Config(model=ModelConfig(modality=modality, input_size=INPUT, channels=(4, 4, 4), num_features=8,
-                                   num_classes=len(CLASSES)),
-                 prep=PrepConfig(width=32, flow="dis", roi_smoothing=1.0))
-    torch.manual_seed(0)
-    model = build_model_from_config(cfg.model)
-    with torch.no_grad():
-        for parameter in model.classifier.parameters():
-            parameter.mul_(logit_scale)
-    data = config_to_dict(cfg)
-    save_checkpoint(root / "checkpoints" / "best.pt", config=data, classes=CLASSES, flow_scale=2.0,
-                    prep=data["prep"], epoch=1, model=model.state_dict())
-    (root / "config.yaml").write_text(yaml.safe_dump(data))
-    (root / "classes.json").write_text(json.dumps(CLASSES))
-    (root / "store.json").write_text(json.dumps({"store": "none", "flow_scale": 2.0, "prep": data["prep"]}))
-    return root
+    return write_untrained_run(root, CLASSES, modality, logit_scale, INPUT)
 
 
 def make_video(path, frames, width=64, height=48):
