@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from tstcnn.config import Config, override
-from tstcnn.data import StrokeClips
+from tstcnn.data import StrokeClips, clip_span, store_frame_stride
 from tstcnn.engine.evaluate import SPLITS, evaluate, evaluate_split, write_results
 from tstcnn.engine.study_report import (
     accuracy_table,
@@ -291,8 +291,10 @@ def study_table(records: Sequence[dict[str, Any]]) -> str:
 
 def _study_markdown(body: str, cfg: Config, store: Any, seeds: Sequence[int], finished: int, planned: int) -> str:
     t, h, w = cfg.model.input_size
+    stride = store_frame_stride(cfg.data.frame_stride, store, t)
+    every = f" of one frame in {stride} ({clip_span(t, stride)} source frames)" if stride > 1 else ""
     return (f"# Study: Tables II/III of the paper on {Path(store.root).name}\n\n"
-            f"Clips {t}×{h}×{w}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, scheduler "
+            f"Clips {t}×{h}×{w}{every}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, scheduler "
             f"{cfg.train.scheduler}, lr {cfg.train.lr}; seeds {', '.join(map(str, seeds))} "
             f"({finished} of {planned} runs finished). Accuracies are of each run's best-validation checkpoint on "
             "centred clips; train accuracy without augmentation. Each run is `<model>/seed-<s>/`; "
