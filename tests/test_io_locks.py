@@ -86,3 +86,18 @@ def test_shared_holders_exclude_only_exclusive_ones(tmp_path):
         whole.wait(30)
     with folder_lock(tmp_path, "tstcnn prepare --merge"):
         pass
+
+
+def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
+    empty, used = tmp_path / "new" / "out", tmp_path / "used"
+    with pytest.raises(RuntimeError), folder_lock(empty, "tstcnn detect"):
+        raise RuntimeError("failed before writing")
+    assert not empty.exists() and (tmp_path / "new").is_dir()
+    with folder_lock(used, "tstcnn detect"):
+        (used / "result.xml").write_text("<video/>")
+    assert sorted(p.name for p in used.iterdir()) == ["result.xml"]
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with folder_lock(existing, "tstcnn detect"):
+        pass
+    assert existing.is_dir()

@@ -100,12 +100,23 @@ def folder_lock(folder: str | Path, command: str, *, shared: bool = False, name:
             command and pid.
     """
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     fd = _acquire(path, folder, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
     if fd is None:
         yield path
         return
+    try:
+        yield from _held(fd, path, command, shared)
+    finally:
+        if created:  # a command that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _held(fd: int, path: Path, command: str, shared: bool) -> Iterator[Path]:
+    """Write the holder's line into the lock file, yield, then release (removing the file if last)."""
     line = (json.dumps({"pid": os.getpid(), "command": command}) + "\n").encode("utf-8")
     try:
         if shared:
