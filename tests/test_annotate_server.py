@@ -114,7 +114,52 @@ def test_cross_site_writes_are_refused(client: TestClient, project: Project) -> 
     assert project.strokes() == []
     big = {**body, "label": "x" * 70_000}
     assert client.post(url, json=big, headers={CSRF_HEADER: token}).status_code == 413
+    bad_length = {CSRF_HEADER: token, "Content-Length": "12abc", "Content-Type": "application/json"}
+    assert client.post(url, content=json.dumps(body).encode(), headers=bad_length).status_code == 400
     assert client.post(url, json=body, headers={CSRF_HEADER: token}).status_code == 201
+
+
+def test_chunked_bodies_are_capped_on_a_live_server(project: Project) -> None:
+    """Over a real socket, a body sent chunked (no Content-Length) is counted as it arrives: over the limit, 413
+    and nothing saved; under it, saved."""
+    import httpx
+    import uvicorn
+
+    from tstcnn.annotate.server import MAX_BODY, bind
+
+    app = create_app(project)
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://localhost:{sock.getsockname()[1]}"
+        vid = project.video("clip.mp4").id
+        headers = {CSRF_HEADER: app.state.csrf_token, "Origin": url, "Content-Type": "application/json"}
+        with httpx.Client(base_url=url, timeout=20) as client:
+            for _ in range(200):  # the server thread starts listening
+                with contextlib.suppress(httpx.ConnectError):
+                    client.get("/api/revision")
+                    break
+                threading.Event().wait(0.05)
+
+            def chunks(body: bytes, size: int = 1024):
+                for i in range(0, len(body), size):
+                    yield body[i:i + size]
+
+            stroke = {"annotator": "ann", "begin": 1, "end": 6, "label": A}
+            big = json.dumps({**stroke, "label": "x" * (MAX_BODY + 10)}).encode()
+            refused = client.post(f"/api/videos/{vid}/strokes", content=chunks(big), headers=headers)
+            assert refused.status_code == 413 and "content-length" not in refused.request.headers
+            assert project.strokes() == []
+            made = client.post(f"/api/videos/{vid}/strokes", content=chunks(json.dumps(stroke).encode(), 16),
+                               headers=headers)
+            assert made.status_code == 201 and made.request.headers.get("transfer-encoding") == "chunked"
+            assert [s.label for s in project.strokes()] == [A]
+    finally:
+        server.should_exit = True
+        thread.join(20)
+    assert not thread.is_alive()
 
 
 def test_access_token_off_loopback(project: Project) -> None:

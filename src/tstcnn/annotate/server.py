@@ -5,7 +5,8 @@ below; the database does the validating and the transactions. Safety, as a local
 the annotator's browser opens:
 
 * Only the project's videos (by database id) and the page's own static files are served; no request names a path.
-* Every body is a pydantic model (unknown fields refused); a bad one gets a 4xx and changes nothing.
+* Every body is a pydantic model (unknown fields refused); a bad one gets a 4xx and changes nothing. A body over
+  ``MAX_BODY`` bytes is refused with 413 whether it declares its length or arrives chunked.
 * Writes (POST, PATCH, PUT, DELETE) need the header ``X-Tstcnn-Token`` holding this process's random token, which
   only the page receives (in its HTML); a cross-site page can neither read it nor send a custom header without a
   CORS pre-flight, which is never granted. A cross-origin ``Origin`` or ``Sec-Fetch-Site`` is refused as well.
@@ -30,6 +31,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tstcnn.annotate import agreement
 from tstcnn.annotate.assist import review_summary
@@ -106,6 +108,53 @@ def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
+class BodyLimit:
+    """ASGI middleware that reads each request body, up to ``limit`` bytes, before the application sees it.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as it arrives and
+    refused as soon as it passes the limit, so no body larger than the limit is ever held in memory.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit():
+            await _refuse(400, "bad Content-Length header")(scope, receive, send)
+            return
+        if int(declared) > self.limit:
+            await _refuse(413, "request body too large")(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _refuse(413, "request body too large")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal buffered
+            if buffered is None:
+                return await receive()  # after the body: the disconnect a streaming response listens for
+            message, buffered = buffered, None
+            return message
+
+        await self.app(scope, replay, send)
+
+
 def _video_json(video: Video) -> dict[str, Any]:
     return dataclasses.asdict(video)
 
@@ -134,6 +183,7 @@ def create_app(project: Project, *, access_token: str | None = None, loopback: b
     csrf = secrets.token_urlsafe(32)
     app.state.csrf_token = csrf
     app.state.project = project
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # inside the guard: a refused request is not read
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -156,8 +206,6 @@ def create_app(project: Project, *, access_token: str | None = None, loopback: b
                 return _refuse(403, "cross-site write refused")
             if not secrets.compare_digest(request.headers.get(CSRF_HEADER, "").encode(), csrf.encode()):
                 return _refuse(403, f"missing or wrong {CSRF_HEADER} header: reload the page")
-            if int(request.headers.get("content-length") or 0) > MAX_BODY:
-                return _refuse(413, "request body too large")
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
