@@ -50,6 +50,11 @@ def test_claims_contradicted_unsettled_or_unanswerable():
     verdicts = _verdicts(_records(flow_gains_most))
     assert verdicts["Attention improves RGB most"] == "not reproduced"
     assert verdicts["Twin with attention is the best model after convergence"] == "not reproduced"
+    # A Twin run that broke down after its best checkpoint undersells the model: behind, but not settled.
+    broken = _records(flow_gains_most)
+    next(r for r in broken if r["model"] == "twin-attention")["diverged"] = True
+    twin = next(c for c in claims(broken) if c.claim.startswith("Twin"))
+    assert twin.verdict == "inconclusive" and twin.numbers.endswith("; 1 Twin-with-attention run(s) diverged")
     # Runs still improving at the end cannot say which model is best after convergence, nor how fast it got there.
     unsettled = _verdicts(_records(plateaued=False))
     assert unsettled["Twin with attention is the best model after convergence"] == "inconclusive"
@@ -74,17 +79,33 @@ def test_convergence_epochs_and_plateau_flag():
     ten = [{"epoch": e, "val_accuracy": a} for e, a in enumerate([0.1] * 8 + [0.9, 0.8], start=1)]
     assert convergence(ten)["plateaued"] is True  # epoch 9 of 10 is not in the last 10 %
     assert convergence([*ten[:9], {"epoch": 10, "val_accuracy": 0.95}])["plateaued"] is False
-    assert convergence([])["best_epoch"] is None
+    assert convergence([])["best_epoch"] is None and convergence([])["diverged"] is None
+
+
+def test_a_run_whose_training_loss_ends_over_twice_its_lowest_is_flagged_diverged():
+    def run(losses):
+        return convergence([{"epoch": e, "val_accuracy": 0.5, "train_loss": loss}
+                            for e, loss in enumerate(losses, start=1)])
+
+    assert run([3.0, 1.0, 0.5, 0.55])["diverged"] is False  # a little above its lowest: noise
+    assert run([3.0, 1.0, 0.5, 1.0])["diverged"] is False  # twice: the bound itself
+    assert run([3.0, 1.0, 0.97, 2.25, 3.2])["diverged"] is True  # the broken-down Twin run of docs/study.md
+    assert run([3.0, 1.0, float("nan")])["diverged"] is True
+    assert convergence([{"epoch": 1, "val_accuracy": 0.5}])["diverged"] is None  # no training loss recorded
 
 
 def test_tables_flag_unsettled_runs_and_keep_full_precision():
     records = _records()
     records[0]["plateaued"] = False
+    records[4]["diverged"] = True
     for r in records:
         r.update({"best_epoch": 5, "epochs": 10, "epochs_to_95pct": 7})
     summaries = model_summaries(records, [(m, m) for m in TEST])
     markdown = report_markdown(summaries, [], claims(records))
-    assert "| rgb-none | 5.0 ± 0.0 [5.0, 5.0] |" in markdown and "⚠ 1 of 3" in markdown
+    assert "| rgb-none | 5.0 ± 0.0 [5.0, 5.0] |" in markdown
+    flags = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[5:7] for line in markdown.splitlines()
+             if "| 5.0 ± 0.0 [5.0, 5.0] |" in line}
+    assert flags[records[0]["model"]] == ["⚠ 1 of 3", "–"] and flags[records[4]["model"]] == ["–", "⚠ 1 of 3"]
     assert "| Attention improves RGB most | **reproduced** |" in markdown
     row = summary_csv(summaries).splitlines()[1].split(",")
     assert row[:3] == ["rgb-none", "rgb-none", "0 1 2"] and float(row[3]) == pytest.approx(0.51 + 0.07)

@@ -45,8 +45,8 @@ from tstcnn.viz.figures import plot_validation_bands
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "study_entries", "run_folder", "check_seeds", "epochs_to_fraction",
-           "convergence", "run_record", "run_study", "write_study", "study_table"]
+__all__ = ["StudyEntry", "STUDY_MODELS", "FUSION", "DIVERGENCE_FACTOR", "study_entries", "run_folder", "check_seeds",
+           "epochs_to_fraction", "convergence", "run_record", "run_study", "write_study", "study_table"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ STUDY_MODELS: tuple[StudyEntry, ...] = (
     StudyEntry("i3d-flow", "i3d-flow"),
 )
 FUSION = StudyEntry("i3d-fusion", "i3d-fusion", fuses=("i3d-rgb", "i3d-flow"))
+# A healthy run ends near its lowest training loss, one that broke down far above it (docs/study.md).
+DIVERGENCE_FACTOR = 2.0
 
 
 def study_entries(names: Sequence[str] | None = None) -> list[StudyEntry]:
@@ -173,20 +175,24 @@ def _parameters(cfg: Config) -> tuple[int, int]:
 
 
 def convergence(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Best epoch (the first at the best validation accuracy), epochs to 90 % / 95 % of it, and the plateau flag.
+    """Best epoch (the first at the best validation accuracy), epochs to 90 % / 95 % of it, and two flags.
 
     ``plateaued`` is False when the best epoch lies in the last 10 % of the epochs run: the run was still
-    improving, so its best accuracy and its epoch counts are lower bounds.
+    improving, so its best accuracy and its epoch counts are lower bounds. ``diverged`` is True when the last
+    epoch's training loss is more than :data:`DIVERGENCE_FACTOR` times the run's lowest: training broke down
+    after its best checkpoint, which the tables score, so its numbers undersell the model.
     """
+    losses = [float(r["train_loss"]) for r in rows if r.get("train_loss") is not None]
+    diverged = None if not losses else not losses[-1] <= DIVERGENCE_FACTOR * min(losses)
     scored = [r for r in rows if r.get("val_accuracy") is not None]
     if not scored:
         return {"best_epoch": None, "best_val_accuracy": None, "epochs": len(rows) or None, "epochs_to_90pct": None,
-                "epochs_to_95pct": None, "plateaued": None}
+                "epochs_to_95pct": None, "plateaued": None, "diverged": diverged}
     best = max(scored, key=lambda r: r["val_accuracy"])
     epochs = max(int(r["epoch"]) for r in rows)
     return {"best_epoch": int(best["epoch"]), "best_val_accuracy": float(best["val_accuracy"]), "epochs": epochs,
             "epochs_to_90pct": epochs_to_fraction(scored, 0.9), "epochs_to_95pct": epochs_to_fraction(scored, 0.95),
-            "plateaued": int(best["epoch"]) <= 0.9 * epochs}
+            "plateaued": int(best["epoch"]) <= 0.9 * epochs, "diverged": diverged}
 
 
 def run_record(entry: StudyEntry, seed: int, run_dir: Path, results: dict[str, Any],

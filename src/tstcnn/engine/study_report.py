@@ -29,7 +29,7 @@ ACCURACIES = tuple(f"{s}_accuracy" for s in SPLIT_NAMES) + tuple(
     f"{s}_{g}_accuracy" for s in SPLIT_NAMES for g in GROUPINGS)
 CONVERGENCE = ("best_epoch", "epochs_to_90pct", "epochs_to_95pct", "epochs")
 RUN_COLUMNS = ("model", "label", "seed", "run", *ACCURACIES, "best_val_accuracy", *CONVERGENCE, "plateaued",
-               "parameters_without_fc", "parameters", "train_hours")
+               "diverged", "parameters_without_fc", "parameters", "train_hours")
 MODALITIES = (("rgb", "RGB"), ("flow", "Flow"), ("twin", "Twin"))
 
 
@@ -58,6 +58,7 @@ def model_summaries(records: Sequence[Mapping[str, Any]], names: Sequence[tuple[
         for key in (*ACCURACIES, *CONVERGENCE, "train_hours"):
             row[key] = summarize([r.get(key) for r in runs])
         row["not_plateaued"] = sum(r.get("plateaued") is False for r in runs)
+        row["diverged"] = sum(r.get("diverged") is True for r in runs)
         row["parameters_without_fc"], row["parameters"] = runs[0].get("parameters_without_fc"), runs[0].get(
             "parameters")
         rows.append(row)
@@ -167,14 +168,16 @@ def claims(records: Sequence[Mapping[str, Any]]) -> list[Claim]:
         leads = {m: _paired(records, "twin-attention", m, "test_accuracy") for m in others}
         verdict = _verdict(list(leads.values()), list(leads.values()))
         unsettled = [r for r in records if r["model"] == "twin-attention" and r.get("plateaued") is False]
-        if unsettled and verdict != "not reproduced":
+        diverged = [r for r in records if r["model"] == "twin-attention" and r.get("diverged") is True]
+        if (unsettled and verdict == "reproduced") or (diverged and verdict == "not reproduced"):
             verdict = "inconclusive"
         found.append(Claim(
             "Twin with attention is the best model after convergence", verdict,
             "; ".join(f"minus {m} {_points(s)}" for m, s in leads.items())
-            + (f"; {len(unsettled)} Twin-with-attention run(s) not plateaued" if unsettled else ""),
+            + (f"; {len(unsettled)} Twin-with-attention run(s) not plateaued" if unsettled else "")
+            + (f"; {len(diverged)} Twin-with-attention run(s) diverged" if diverged else ""),
             "test accuracy of Twin with attention minus every other model (paired by seed) above 0, its runs "
-            "plateaued (else at best inconclusive)"))
+            "plateaued (else at best inconclusive); not reproduced only if none of its runs diverged"))
     gaps = {}
     for stream, ours in (("i3d-rgb", "rgb-attention"), ("i3d-flow", "flow-attention")):
         if {stream, ours} <= present:
@@ -254,11 +257,13 @@ def report_markdown(summaries: Sequence[Mapping[str, Any]], comparisons: Sequenc
     lines += ["", "## Convergence", "",
               "Epochs (mean ± sd [95 % interval]) to the best validation accuracy and to 90 % and 95 % of it. A run "
               "whose best epoch falls in the last 10 % of its epochs has not plateaued: its numbers are lower "
-              "bounds.", ""]
+              "bounds. A run whose last training loss is over twice its lowest diverged after its best "
+              "checkpoint (which the tables score): see its metrics.jsonl.", ""]
     lines += _table(("model", "best epoch", "epochs to 90 %", "epochs to 95 %", "epochs", "not plateaued",
-                     "parameters (no FC)", "training hours"),
+                     "diverged", "parameters (no FC)", "training hours"),
                     [(s["label"], *(_cell(s[k], 1.0) for k in CONVERGENCE),
                       f"⚠ {s['not_plateaued']} of {len(s['seeds'])}" if s["not_plateaued"] else "–",
+                      f"⚠ {s['diverged']} of {len(s['seeds'])}" if s["diverged"] else "–",
                       f"{s['parameters_without_fc']:,}" if s["parameters_without_fc"] is not None else "–",
                       _cell(s["train_hours"], 1.0, 2)) for s in summaries if s["epochs"].n])
     if comparisons:
@@ -283,14 +288,14 @@ def summary_csv(summaries: Sequence[Mapping[str, Any]]) -> str:
     keys = (*ACCURACIES, *CONVERGENCE, "train_hours")
     columns = ["model", "label", "seeds", *(f"{k}_{part}" for k in keys for part in ("mean", "sd", "ci_low",
                                                                                        "ci_high")),
-               "not_plateaued", "parameters_without_fc", "parameters"]
+               "not_plateaued", "diverged", "parameters_without_fc", "parameters"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for s in summaries:
         row: dict[str, Any] = {"model": s["model"], "label": s["label"], "seeds": " ".join(map(str, s["seeds"])),
-                               "not_plateaued": s["not_plateaued"], "parameters_without_fc": s[
-                                   "parameters_without_fc"], "parameters": s["parameters"]}
+                               "not_plateaued": s["not_plateaued"], "diverged": s["diverged"],
+                               "parameters_without_fc": s["parameters_without_fc"], "parameters": s["parameters"]}
         for key in keys:
             summary: Summary = s[key]
             row |= {f"{key}_mean": summary.mean, f"{key}_sd": summary.sd, f"{key}_ci_low": summary.low,
