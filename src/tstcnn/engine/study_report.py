@@ -262,8 +262,7 @@ def report_markdown(summaries: Sequence[Mapping[str, Any]], comparisons: Sequenc
     lines += _table(("model", "best epoch", "epochs to 90 %", "epochs to 95 %", "epochs", "not plateaued",
                      "diverged", "parameters (no FC)", "training hours"),
                     [(s["label"], *(_cell(s[k], 1.0) for k in CONVERGENCE),
-                      f"⚠ {s['not_plateaued']} of {len(s['seeds'])}" if s["not_plateaued"] else "–",
-                      f"⚠ {s['diverged']} of {len(s['seeds'])}" if s["diverged"] else "–",
+                      _flagged(s, "not_plateaued"), _flagged(s, "diverged"),
                       f"{s['parameters_without_fc']:,}" if s["parameters_without_fc"] is not None else "–",
                       _cell(s["train_hours"], 1.0, 2)) for s in summaries if s["epochs"].n])
     if comparisons:
@@ -281,6 +280,12 @@ def report_markdown(summaries: Sequence[Mapping[str, Any]], comparisons: Sequenc
         lines += _table(("claim", "verdict", "numbers", "rule"),
                         [(c.claim, f"**{c.verdict}**", c.numbers, c.rule) for c in found], numeric=False)
     return "\n".join(lines) + "\n"
+
+
+def _flagged(summary: Mapping[str, Any], flag: str) -> str:
+    """``⚠ k of n`` for the ``k`` of a model's ``n`` runs that raised ``flag``, or a dash for none."""
+    count = summary[flag]
+    return f"⚠ {count} of {len(summary['seeds'])}" if count else "–"
 
 
 def summary_csv(summaries: Sequence[Mapping[str, Any]]) -> str:
